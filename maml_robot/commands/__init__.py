@@ -1,0 +1,1 @@
+"""Sub-commands of the ``maml-robot`` command line, one module each."""
