@@ -1,0 +1,117 @@
+"""Fixed reference controllers (nominal and oracle) used by the showcase, tests and docs."""
+
+import math
+
+from maml_robot.dynamics import Task
+from maml_robot.observation import observation_layout
+import numpy as np
+
+
+def _oracle_gain(scenario, task):
+    """Per joint 1 / (direction * strength), 0 for dead joints: undoes the task's motor faults."""
+    j = len(scenario.joint_names)
+    gain = task.joint_array('motor_direction', j) * task.joint_array('motor_strength', j)
+    dead = np.array([n in task.dead_joints for n in scenario.joint_names])
+    safe = np.where(np.abs(gain) > 1e-3, gain, 1e-3)
+    return np.where(dead, 0.0, 1.0 / safe)
+
+
+class ReacherController:
+    """
+    Jacobian-transpose PD reaching controller on the observation (cos/sin, velocity, goal).
+
+    It assumes the nominal dynamics; given ``task`` (an oracle) it removes the calibration
+    offset from the measured angles and divides each command by the motor's sign x strength.
+
+    :param scenario: a reaching scenario (planar_chain kinematics, cos/sin, velocity, goal).
+    :param task: the true Task for the oracle; None for the nominal controller.
+    :param kp: Cartesian stiffness (N/m).
+    :param kd: joint damping gain (N·m·s/rad).
+    """
+
+    def __init__(self, scenario, task=None, kp=10.0, kd=0.01):
+        layout = observation_layout(scenario)
+        names = scenario.joint_names
+        self.cos = [layout.index(f'cos[{n}]') for n in names]
+        self.sin = [layout.index(f'sin[{n}]') for n in names]
+        self.vel = [layout.index(f'joint_velocity[{n}]') for n in names]
+        self.goal = [layout.index('goal.x'), layout.index('goal.y')]
+        kin = scenario.kinematics
+        self.chain, self.lengths = list(kin['chain_index']), kin['link_lengths']
+        self.origin = np.asarray(kin['origin'][:2])
+        self.effort = scenario.effort_limits
+        j = len(names)
+        self.offset = np.zeros(j) if task is None else task.joint_array('calibration_offset', j)
+        self.gain = np.ones(j) if task is None else _oracle_gain(scenario, task)
+        self.kp, self.kd = kp, kd
+
+    def __call__(self, obs):
+        """Return the normalized action (J,) for observation ``obs``."""
+        q = np.arctan2(obs[self.sin], obs[self.cos]) - self.offset
+        qd = obs[self.vel]
+        goal = obs[self.goal]
+        # Planar chain: tip and Jacobian columns (one per chain joint).
+        angles = np.cumsum(q[self.chain])
+        seg = np.stack([self.lengths * np.cos(angles), self.lengths * np.sin(angles)])  # (2, L)
+        tip = self.origin + seg.sum(axis=1)
+        jac = np.stack([-seg[1, ::-1].cumsum()[::-1], seg[0, ::-1].cumsum()[::-1]])  # (2, L)
+        force = self.kp * (goal - tip)
+        torque = np.zeros(len(q))
+        torque[self.chain] = jac.T @ force
+        torque -= self.kd * qd
+        return np.clip(torque / self.effort * self.gain, -1.0, 1.0)
+
+
+class GaitController:
+    """
+    PD tracking of a sinusoidal joint trajectory (one frequency, a phase per joint).
+
+    Reads the measured joint positions and velocities from the observation. The oracle version
+    removes the calibration offsets and divides each command by the motor's sign x strength.
+
+    :param amplitude: rad around the middle of each joint's range.
+    :param kp: normalized action per rad of tracking error.
+    :param kd: normalized action per rad/s.
+    """
+
+    def __init__(self, scenario, task=None, amplitude=0.5, frequency_hz=2.0, kp=0.5, kd=0.02):
+        layout = observation_layout(scenario)
+        names = scenario.joint_names
+        self.pos = [layout.index(f'joint_position[{n}]') for n in names]
+        self.vel = [layout.index(f'joint_velocity[{n}]') for n in names]
+        j = len(names)
+        limits = np.nan_to_num(scenario.position_limits, posinf=0.0, neginf=0.0)
+        self.center = limits.mean(axis=1)
+        self.phase = -np.linspace(0, 2 * math.pi, j, endpoint=False)
+        self.dt = scenario.control_period
+        self.amplitude, self.omega = amplitude, 2 * math.pi * frequency_hz
+        self.kp, self.kd = kp, kd
+        self.offset = np.zeros(j) if task is None else task.joint_array('calibration_offset', j)
+        self.gain = np.ones(j) if task is None else _oracle_gain(scenario, task)
+        self.t = 0
+
+    def __call__(self, obs):
+        """Return the action for the next control step (the time advances with each call)."""
+        ref = self.center + self.amplitude * np.sin(self.omega * self.t * self.dt + self.phase)
+        self.t += 1
+        q = obs[self.pos] - self.offset
+        a = self.kp * (ref - q) - self.kd * obs[self.vel]
+        return np.clip(a * self.gain, -1.0, 1.0)
+
+
+def make_controller(scenario, task=None):
+    """Return the reference controller of a scenario (oracle when ``task`` is given)."""
+    if scenario.kinematics is not None and scenario.goal_radius is not None:
+        return ReacherController(scenario, task)
+    return GaitController(scenario, task)
+
+
+def rollout(env, controller, task, seed):
+    """Run one episode of ``controller`` on ``env`` under ``task``; return the return."""
+    obs, _ = env.reset(seed=seed, options={'task': task if task is not None else Task()})
+    total, done = 0.0, False
+    while not done:
+        obs, reward, terminated, truncated, _ = env.step(controller(obs))
+        total += reward
+        done = terminated or truncated
+    return total

@@ -1,0 +1,183 @@
+"""
+Observations, rewards and termination from a RobotState: the one place they are computed.
+
+The PyBullet env and the ROS adapter node both call these functions, so training and deployment
+see the same numbers. Nothing here knows about PyBullet or ROS.
+"""
+
+from dataclasses import dataclass
+import math
+
+from maml_robot.scenario import OBSERVATION_TERMS
+import numpy as np
+
+
+@dataclass
+class RobotState:
+    """What a robot can report, joints in scenario order (sorted by name)."""
+
+    joint_position: np.ndarray                   # (J,) rad or m, as measured
+    joint_velocity: np.ndarray                   # (J,)
+    goal: np.ndarray | None = None               # (3,) world frame (reaching scenarios)
+    base_position: np.ndarray | None = None      # (3,) world
+    base_orientation: np.ndarray | None = None   # (4,) quaternion x, y, z, w
+    base_linear_velocity: np.ndarray | None = None   # (3,) world frame
+    base_angular_velocity: np.ndarray | None = None  # (3,) world frame
+
+
+def _tip_xy(scenario, q):
+    """Return the fingertip (x, y) of the planar chain for joint positions ``q`` (a list)."""
+    kin = scenario.kinematics
+    if kin is None:
+        raise ValueError(f'scenario {scenario.name!r} has no kinematics section')
+    x, y, _ = kin['origin']
+    angle = 0.0
+    for index, length in zip(kin['chain_index'], kin['link_lengths']):
+        angle += q[index]
+        x += length * math.cos(angle)
+        y += length * math.sin(angle)
+    return [x, y]
+
+
+def fingertip_position(scenario, joint_position):
+    """Forward kinematics of the scenario's planar chain: the tip position (3,) in the world."""
+    x, y = _tip_xy(scenario, [float(v) for v in joint_position])
+    return np.array([x, y, scenario.kinematics['origin'][2]])
+
+
+def base_pitch(quaternion):
+    """Rotation about the world y axis of a body whose motion is planar (x-z), in (-pi, pi]."""
+    qx, qy, qz, qw = quaternion
+    return math.atan2(2 * (qw * qy - qx * qz), 1 - 2 * (qy * qy + qz * qz))
+
+
+def up_z(quaternion):
+    """World z component of the body's z axis (1 upright, -1 upside down)."""
+    qx, qy, _, _ = quaternion
+    return 1 - 2 * (qx * qx + qy * qy)
+
+
+def _need(value, term):
+    if value is None:
+        raise ValueError(f'observation term {term!r} needs a RobotState field that is None')
+    return value
+
+
+def _vec(value, term):
+    """Return a RobotState field as a list of floats."""
+    if value is None:
+        raise ValueError(f'observation term {term!r} needs a RobotState field that is None')
+    return value.tolist() if isinstance(value, np.ndarray) else list(value)
+
+
+def build_observation(scenario, state):
+    """Return the observation vector (obs_dim,) float32 of ``state``."""
+    q = _vec(state.joint_position, 'joint_position')
+    qd = _vec(state.joint_velocity, 'joint_velocity')
+    if len(q) != scenario.act_dim or len(qd) != scenario.act_dim:
+        raise ValueError(f'RobotState has {len(q)} joint positions and {len(qd)} velocities; '
+                         f'scenario {scenario.name!r} expects {scenario.act_dim} (check the '
+                         'joint count and order)')
+    out = []
+    tip = None
+    for term in scenario.observation:
+        if term == 'joint_position':
+            out += q
+        elif term == 'joint_position_cos_sin':
+            out += [math.cos(x) for x in q]
+            out += [math.sin(x) for x in q]
+        elif term == 'joint_velocity':
+            out += qd
+        elif term in ('fingertip_position', 'fingertip_to_goal'):
+            if tip is None:
+                tip = _tip_xy(scenario, q)
+            if term == 'fingertip_position':
+                out += tip
+            else:
+                goal = _vec(state.goal, term)
+                out += (goal[0] - tip[0], goal[1] - tip[1])
+        elif term == 'goal_position':
+            out += _vec(state.goal, term)[:2]
+        elif term == 'base_height':
+            out.append(_vec(state.base_position, term)[2])
+        elif term == 'base_pitch':
+            out.append(base_pitch(_vec(state.base_orientation, term)))
+        elif term == 'base_orientation':
+            out += _vec(state.base_orientation, term)
+        elif term == 'base_planar_velocity':
+            lin = _vec(state.base_linear_velocity, term)
+            out += (lin[0], lin[2], _vec(state.base_angular_velocity, term)[1])
+        elif term == 'base_linear_velocity':
+            out += _vec(state.base_linear_velocity, term)
+        elif term == 'base_angular_velocity':
+            out += _vec(state.base_angular_velocity, term)
+        else:
+            raise ValueError(f'unknown observation term {term!r}; known: '
+                             f'{sorted(OBSERVATION_TERMS)}')
+    obs = np.array(out, dtype=np.float32)
+    if obs.shape != (scenario.obs_dim,):
+        raise ValueError(f'observation has shape {obs.shape}; scenario {scenario.name!r} '
+                         f'expects ({scenario.obs_dim},)')
+    return obs
+
+
+def observation_layout(scenario):
+    """Return one name per observation entry, e.g. 'joint_velocity[elbow_joint]'."""
+    names = scenario.joint_names
+    per_term = {
+        'joint_position': [f'joint_position[{n}]' for n in names],
+        'joint_position_cos_sin': [f'cos[{n}]' for n in names] + [f'sin[{n}]' for n in names],
+        'joint_velocity': [f'joint_velocity[{n}]' for n in names],
+        'fingertip_position': ['fingertip.x', 'fingertip.y'],
+        'goal_position': ['goal.x', 'goal.y'],
+        'fingertip_to_goal': ['goal_minus_fingertip.x', 'goal_minus_fingertip.y'],
+        'base_height': ['base.z'],
+        'base_pitch': ['base.pitch'],
+        'base_orientation': ['base.qx', 'base.qy', 'base.qz', 'base.qw'],
+        'base_planar_velocity': ['base.vx', 'base.vz', 'base.wy'],
+        'base_linear_velocity': ['base.vx', 'base.vy', 'base.vz'],
+        'base_angular_velocity': ['base.wx', 'base.wy', 'base.wz'],
+    }
+    return [entry for t in scenario.observation for entry in per_term[t]]
+
+
+def is_terminated(scenario, state):
+    """Return True when the episode must end (e.g. the walker's torso fell)."""
+    term = scenario.termination
+    if not term:
+        return False
+    if 'base_height' in term:
+        lo, hi = term['base_height']
+        z = float(_need(state.base_position, 'termination.base_height')[2])
+        if not lo <= z <= hi:
+            return True
+    if 'min_up' in term:
+        if up_z(_need(state.base_orientation, 'termination.min_up')) < term['min_up']:
+            return True
+    return False
+
+
+def compute_reward(scenario, state, action, next_state):
+    """
+    Return the reward of taking normalized ``action`` (J,) in ``state``, reaching ``next_state``.
+
+    Terms (weights from the scenario): goal_distance = -|fingertip - goal| (x-y plane),
+    control = -sum(action^2), forward_velocity = base x velocity, alive = 1 unless terminated.
+    """
+    total = 0.0
+    for term, weight in scenario.reward.items():
+        if term == 'goal_distance':
+            tip = _tip_xy(scenario, _vec(next_state.joint_position, 'joint_position'))
+            goal = _vec(next_state.goal, 'reward goal_distance')
+            value = -math.hypot(tip[0] - goal[0], tip[1] - goal[1])
+        elif term == 'control':
+            a = np.asarray(action, dtype=float)
+            value = -float(a @ a)
+        elif term == 'forward_velocity':
+            value = float(_need(next_state.base_linear_velocity, 'reward forward_velocity')[0])
+        elif term == 'alive':
+            value = 0.0 if is_terminated(scenario, next_state) else 1.0
+        else:
+            raise ValueError(f'unknown reward term {term!r}')
+        total += weight * value
+    return float(total)

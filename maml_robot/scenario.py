@@ -1,0 +1,435 @@
+"""Load and validate a scenario YAML (robot, control, observation, reward, dynamics splits)."""
+
+import copy
+from dataclasses import dataclass, field
+import math
+from pathlib import Path
+
+from maml_robot.paths import data_path
+from maml_robot.urdf import parse_urdf, UrdfError
+import numpy as np
+import yaml
+
+SHIPPED = ('reacher', 'cheetah', 'quadruped')
+# Observation terms and their size (J = number of controlled joints).
+OBSERVATION_TERMS = {
+    'joint_position': lambda j: j,
+    'joint_position_cos_sin': lambda j: 2 * j,
+    'joint_velocity': lambda j: j,
+    'fingertip_position': lambda j: 2,
+    'goal_position': lambda j: 2,
+    'fingertip_to_goal': lambda j: 2,
+    'base_height': lambda j: 1,
+    'base_pitch': lambda j: 1,
+    'base_orientation': lambda j: 4,
+    'base_planar_velocity': lambda j: 3,
+    'base_linear_velocity': lambda j: 3,
+    'base_angular_velocity': lambda j: 3,
+}
+REWARD_TERMS = ('goal_distance', 'control', 'forward_velocity', 'alive')
+# Per-split dynamics parameters: continuous ranges, then the special ones.
+RANGE_PARAMS = ('mass_scale', 'payload', 'damping_scale', 'friction_scale', 'motor_strength',
+                'calibration_offset', 'obs_noise_std')
+SPLIT_KEYS = RANGE_PARAMS + ('motor_reversed', 'dead_joint', 'latency_steps')
+TOP_KEYS = ('name', 'description', 'urdf', 'joints', 'control', 'sim', 'base', 'episode_steps',
+            'initial_state', 'goal', 'kinematics', 'observation', 'reward', 'termination',
+            'dynamics')
+
+
+class ScenarioError(ValueError):
+    """A malformed scenario: names the file, the dotted key and what was expected."""
+
+    def __init__(self, file, key, expected, got=None):
+        self.file, self.key, self.expected = str(file), key, expected
+        msg = f'{file}: {key}: expected {expected}'
+        if got is not None:
+            msg += f', got {got!r}'
+        super().__init__(msg)
+
+
+@dataclass(frozen=True)
+class SplitSpec:
+    """How the tasks of one split are drawn; ``size``/``seed`` set for fixed splits."""
+
+    name: str
+    size: int | None
+    seed: int | None
+    ranges: dict          # param -> tuple of (lo, hi) intervals (uniform over their union)
+    motor_reversed: float  # probability that each joint's motor is reversed
+    dead_joints: tuple     # candidate joints; one of them is dead with dead_probability
+    dead_probability: float
+    latency_steps: tuple   # (lo, hi) inclusive, whole control steps
+
+    @property
+    def fixed(self):
+        """Return True when the split is a fixed list of tasks (test, ood)."""
+        return self.size is not None
+
+
+@dataclass(frozen=True, eq=False)
+class Scenario:
+    """A validated scenario; arrays are in scenario joint order (sorted by name)."""
+
+    name: str
+    path: Path
+    urdf_path: Path
+    description: str
+    joint_names: tuple
+    effort_limits: np.ndarray     # (J,) N·m (N for prismatic); also the action scale
+    velocity_limits: np.ndarray   # (J,)
+    position_limits: np.ndarray   # (J, 2) lower, upper (±inf for continuous joints)
+    control_mode: str
+    control_rate_hz: float
+    sim_timestep: float
+    frame_skip: int
+    gravity: float
+    ground: bool
+    ground_friction: float
+    base_link: str
+    base_fixed: bool
+    base_position: tuple
+    initial_joint_position: np.ndarray  # (J,)
+    joint_position_noise: float
+    joint_velocity_noise: float
+    episode_steps: int
+    goal_radius: tuple | None
+    kinematics: dict | None
+    observation: tuple
+    reward: dict
+    termination: dict
+    payload_link: str | None
+    splits: dict
+    source: dict = field(repr=False)
+    control_period: float = field(init=False)
+    obs_dim: int = field(init=False)
+    act_dim: int = field(init=False)
+
+    def __post_init__(self):
+        """Compute the derived sizes once."""
+        j = len(self.joint_names)
+        object.__setattr__(self, 'control_period', self.sim_timestep * self.frame_skip)
+        object.__setattr__(self, 'act_dim', j)
+        object.__setattr__(self, 'obs_dim',
+                           sum(OBSERVATION_TERMS[t](j) for t in self.observation))
+
+    @property
+    def dynamics(self):
+        """Return {'payload_link': str | None, 'splits': {name: SplitSpec}}."""
+        return {'payload_link': self.payload_link, 'splits': self.splits}
+
+    @property
+    def action_scale(self):
+        """Effort per unit of normalized action (the URDF effort limits)."""
+        return self.effort_limits
+
+    def to_dict(self):
+        """Return a JSON-able snapshot (stored in checkpoints); ``from_dict`` rebuilds it."""
+        return {'name': self.name, 'path': str(self.path), 'urdf_path': str(self.urdf_path),
+                'joint_names': list(self.joint_names),
+                'effort_limits': self.effort_limits.tolist(),
+                'source': copy.deepcopy(self.source)}
+
+    @classmethod
+    def from_dict(cls, data):
+        """Rebuild a Scenario from ``to_dict()``; the URDF must still be reachable."""
+        source = copy.deepcopy(data['source'])
+        urdf = Path(data['urdf_path'])
+        if urdf.is_file():
+            source['urdf'] = str(urdf)
+        scenario = build_scenario(source, Path(data['path']))
+        if list(scenario.joint_names) != list(data['joint_names']):
+            raise ScenarioError(data['path'], 'joints', f'joints {data["joint_names"]}',
+                                list(scenario.joint_names))
+        return scenario
+
+
+class _Reader:
+    """Typed access to the YAML mapping with errors that name the file and dotted key."""
+
+    def __init__(self, file):
+        self.file = file
+
+    def fail(self, key, expected, got=None):
+        raise ScenarioError(self.file, key, expected, got)
+
+    def mapping(self, data, key, allowed=None, required=()):
+        if not isinstance(data, dict):
+            self.fail(key, 'a mapping', data)
+        for k in data:
+            if allowed is not None and k not in allowed:
+                self.fail(f'{key}.{k}' if key else k, f'one of the known keys {list(allowed)}',
+                          'unknown key')
+        for k in required:
+            if k not in data:
+                self.fail(f'{key}.{k}' if key else k, 'this key to be present', 'missing')
+        return data
+
+    def number(self, value, key, lo=-math.inf, hi=math.inf, strict_lo=False):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                or not math.isfinite(value):
+            self.fail(key, 'a finite number', value)
+        if value < lo or value > hi or (strict_lo and value <= lo):
+            bound = f'> {lo}' if strict_lo else f'>= {lo}'
+            self.fail(key, f'a number {bound} and <= {hi}', value)
+        return float(value)
+
+    def integer(self, value, key, lo=None):
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.fail(key, 'an integer', value)
+        if lo is not None and value < lo:
+            self.fail(key, f'an integer >= {lo}', value)
+        return value
+
+    def range_(self, value, key, lo=-math.inf):
+        """Return ((lo, hi), ...) from [lo, hi] or a list of such intervals."""
+        if isinstance(value, list) and value and all(isinstance(v, list) for v in value):
+            return tuple(self.range_(v, f'{key}[{i}]', lo)[0] for i, v in enumerate(value))
+        if not isinstance(value, list) or len(value) != 2:
+            self.fail(key, '[lo, hi] or a list of [lo, hi] intervals', value)
+        a = self.number(value[0], f'{key}[0]', lo=lo)
+        b = self.number(value[1], f'{key}[1]', lo=lo)
+        if a > b:
+            self.fail(key, '[lo, hi] with lo <= hi', value)
+        return ((a, b),)
+
+    def vector(self, value, key, n):
+        if not isinstance(value, list) or len(value) != n:
+            self.fail(key, f'a list of {n} numbers', value)
+        return tuple(self.number(v, f'{key}[{i}]') for i, v in enumerate(value))
+
+    def names(self, value, key, known, what):
+        if not isinstance(value, list) or not value:
+            self.fail(key, f'a non-empty list of {what}', value)
+        for i, v in enumerate(value):
+            if v not in known:
+                self.fail(f'{key}[{i}]', f'one of {sorted(known)}', v)
+        if len(set(value)) != len(value):
+            self.fail(key, f'distinct {what}', value)
+        return tuple(value)
+
+
+def resolve(name_or_path):
+    """Return the YAML path for a shipped scenario name or a user's path."""
+    text = str(name_or_path)
+    if text in SHIPPED:
+        return data_path('sim', f'{text}.yaml')
+    path = Path(text).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f'scenario {text!r} is neither a shipped scenario {SHIPPED} '
+                                'nor an existing YAML file')
+    return path.resolve()
+
+
+def load_scenario(name_or_path):
+    """Load a shipped scenario by name or a user's YAML by path; return a Scenario."""
+    if isinstance(name_or_path, Scenario):
+        return name_or_path
+    path = resolve(name_or_path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ScenarioError(path, '<file>', 'valid YAML', str(err).splitlines()[0]) from None
+    return build_scenario(data, path)
+
+
+def _urdf_path(r, data, path):
+    text = data['urdf']
+    if not isinstance(text, str) or not text:
+        r.fail('urdf', 'a path to a URDF file (relative to the YAML, or in the package urdf/)',
+               text)
+    candidates = [Path(text).expanduser()] if Path(text).is_absolute() else [
+        path.parent / text, data_path('urdf', Path(text).name)]
+    for cand in candidates:
+        if cand.is_file():
+            return cand.resolve()
+    r.fail('urdf', f'an existing URDF file; looked at {[str(c) for c in candidates]}', text)
+
+
+def _joints(r, data, model):
+    names = r.names(data['joints'], 'joints', set(model.joints), 'joint names of the URDF')
+    for i, n in enumerate(names):
+        if model.joints[n].type not in ('revolute', 'continuous', 'prismatic'):
+            r.fail(f'joints[{i}]', 'an actuated (revolute, continuous or prismatic) joint',
+                   f'{n} is {model.joints[n].type}')
+        if not model.joints[n].effort or model.joints[n].effort <= 0:
+            r.fail(f'joints[{i}]', f'joint {n!r} to have a positive URDF effort limit',
+                   model.joints[n].effort)
+    return tuple(sorted(names))
+
+
+def _per_joint(r, value, key, names, default):
+    """Read a number for all joints, or a mapping joint -> number (others: ``default``)."""
+    if isinstance(value, dict):
+        for k in value:
+            if k not in names:
+                r.fail(f'{key}.{k}', f'a controlled joint {list(names)}', k)
+        return np.array([r.number(value.get(n, default), f'{key}.{n}') for n in names])
+    return np.full(len(names), r.number(value, key))
+
+
+def _split(r, name, spec, names, splits_data):
+    key = f'dynamics.splits.{name}'
+    r.mapping(spec, key, ('size', 'seed', 'ranges'), required=('ranges',))
+    size = seed = None
+    if 'size' in spec or 'seed' in spec:
+        if 'size' not in spec or 'seed' not in spec:
+            r.fail(key, 'both size and seed for a fixed split (or neither for a sampled one)',
+                   sorted(spec))
+        size = r.integer(spec['size'], f'{key}.size', lo=1)
+        seed = r.integer(spec['seed'], f'{key}.seed', lo=0)
+    ranges = spec['ranges']
+    rkey = f'{key}.ranges'
+    if isinstance(ranges, str):
+        other = splits_data.get(ranges)
+        if ranges == name or not isinstance(other, dict) or isinstance(other.get('ranges'), str):
+            r.fail(rkey, 'a mapping of ranges or the name of another split that has one', ranges)
+        ranges = other['ranges']
+        rkey = f'dynamics.splits.{spec["ranges"]}.ranges'
+    r.mapping(ranges, rkey, SPLIT_KEYS)
+    lows = {'mass_scale': 0.0, 'payload': 0.0, 'damping_scale': 0.0, 'friction_scale': 0.0,
+            'motor_strength': 0.0, 'obs_noise_std': 0.0}
+    parsed = {p: r.range_(ranges[p], f'{rkey}.{p}', lows.get(p, -math.inf))
+              for p in RANGE_PARAMS if p in ranges}
+    reversed_p = r.number(ranges.get('motor_reversed', 0.0), f'{rkey}.motor_reversed', 0, 1)
+    dead, dead_p = (), 0.0
+    if 'dead_joint' in ranges:
+        d = r.mapping(ranges['dead_joint'], f'{rkey}.dead_joint', ('joints', 'probability'),
+                      required=('joints', 'probability'))
+        dead = r.names(d['joints'], f'{rkey}.dead_joint.joints', set(names), 'controlled joints')
+        dead_p = r.number(d['probability'], f'{rkey}.dead_joint.probability', 0, 1)
+    latency = (0, 0)
+    if 'latency_steps' in ranges:
+        lat = ranges['latency_steps']
+        if not isinstance(lat, list) or len(lat) != 2:
+            r.fail(f'{rkey}.latency_steps', '[lo, hi] whole control steps', lat)
+        latency = (r.integer(lat[0], f'{rkey}.latency_steps[0]', 0),
+                   r.integer(lat[1], f'{rkey}.latency_steps[1]', 0))
+        if latency[0] > latency[1]:
+            r.fail(f'{rkey}.latency_steps', '[lo, hi] with lo <= hi', lat)
+    return SplitSpec(name, size, seed, parsed, reversed_p, dead, dead_p, latency)
+
+
+def _dynamics(r, data, names, model):
+    dyn = r.mapping(data['dynamics'], 'dynamics', ('payload_link', 'splits'),
+                    required=('splits',))
+    payload_link = dyn.get('payload_link')
+    if payload_link is not None and payload_link not in model.links:
+        r.fail('dynamics.payload_link', f'a link of the URDF {sorted(model.links)}', payload_link)
+    splits_data = r.mapping(dyn['splits'], 'dynamics.splits', required=('train', 'test', 'ood'))
+    # Splits with their own ranges first, so that errors name the split that defines them.
+    order = sorted(splits_data, key=lambda n: isinstance(
+        splits_data[n].get('ranges') if isinstance(splits_data[n], dict) else None, str))
+    splits = {n: _split(r, n, splits_data[n], names, splits_data) for n in order}
+    if splits['train'].fixed:
+        r.fail('dynamics.splits.train', 'a sampled split (no size/seed)', 'size/seed given')
+    for n in ('test', 'ood'):
+        if not splits[n].fixed:
+            r.fail(f'dynamics.splits.{n}', 'a fixed split with size and seed', 'missing')
+    if payload_link is None and any('payload' in s.ranges for s in splits.values()):
+        r.fail('dynamics.payload_link', 'a link to carry the payload ranges', None)
+    return payload_link, splits
+
+
+def _kinematics(r, data, names):
+    if 'kinematics' not in data:
+        return None
+    keys = ('type', 'chain', 'link_lengths', 'origin', 'tip_link')
+    k = r.mapping(data['kinematics'], 'kinematics', keys, required=keys)
+    if k['type'] != 'planar_chain':
+        r.fail('kinematics.type', "'planar_chain'", k['type'])
+    chain = r.names(k['chain'], 'kinematics.chain', set(names), 'controlled joints')
+    lengths = r.vector(k['link_lengths'], 'kinematics.link_lengths', len(chain))
+    return {'type': 'planar_chain', 'chain': chain,
+            'chain_index': tuple(names.index(c) for c in chain),
+            'link_lengths': lengths, 'origin': r.vector(k['origin'], 'kinematics.origin', 3),
+            'tip_link': k['tip_link']}
+
+
+def build_scenario(data, path):
+    """Validate the YAML mapping ``data`` read from ``path``; return a Scenario."""
+    path = Path(path)
+    r = _Reader(path)
+    if not isinstance(data, dict):
+        r.fail('<top level>', 'a mapping of scenario keys', type(data).__name__)
+    required = ('name', 'urdf', 'joints', 'control', 'sim', 'base', 'episode_steps',
+                'observation', 'reward', 'dynamics')
+    r.mapping(data, '', TOP_KEYS, required=required)
+    urdf_path = _urdf_path(r, data, path)
+    try:
+        model = parse_urdf(urdf_path)
+    except UrdfError as err:
+        raise ScenarioError(path, 'urdf', 'a valid URDF', str(err)) from None
+    names = _joints(r, data, model)
+    joints = [model.joints[n] for n in names]
+
+    control = r.mapping(data['control'], 'control', ('mode', 'rate_hz'), ('mode', 'rate_hz'))
+    if control['mode'] != 'torque':
+        r.fail('control.mode', "'torque' (the only control mode so far)", control['mode'])
+    sim = r.mapping(data['sim'], 'sim', ('timestep', 'frame_skip', 'gravity', 'ground',
+                                         'ground_friction'), ('timestep', 'frame_skip'))
+    timestep = r.number(sim['timestep'], 'sim.timestep', 0, 0.1, strict_lo=True)
+    frame_skip = r.integer(sim['frame_skip'], 'sim.frame_skip', lo=1)
+    rate = r.number(control['rate_hz'], 'control.rate_hz', 0, strict_lo=True)
+    if abs(rate * timestep * frame_skip - 1.0) > 1e-6:
+        r.fail('control.rate_hz', f'1 / (sim.timestep * sim.frame_skip) = '
+               f'{1 / (timestep * frame_skip):g}', rate)
+    ground = sim.get('ground', True)
+    if not isinstance(ground, bool):
+        r.fail('sim.ground', 'true or false', ground)
+    base = r.mapping(data['base'], 'base', ('link', 'fixed', 'position'), ('link', 'fixed'))
+    if base['link'] not in model.links:
+        r.fail('base.link', f'a link of the URDF {sorted(model.links)}', base['link'])
+    if not isinstance(base['fixed'], bool):
+        r.fail('base.fixed', 'true or false', base['fixed'])
+    init = r.mapping(data.get('initial_state', {}), 'initial_state',
+                     ('joint_position', 'joint_position_noise', 'joint_velocity_noise'))
+    obs = data['observation']
+    obs = r.names(obs, 'observation', set(OBSERVATION_TERMS), 'observation terms')
+    reward = r.mapping(data['reward'], 'reward', REWARD_TERMS)
+    if not reward:
+        r.fail('reward', f'at least one term of {list(REWARD_TERMS)}', reward)
+    reward = {k: r.number(v, f'reward.{k}') for k, v in reward.items()}
+    term = r.mapping(data.get('termination', {}), 'termination', ('base_height', 'min_up'))
+    termination = {}
+    if 'base_height' in term:
+        termination['base_height'] = r.range_(term['base_height'], 'termination.base_height')[0]
+    if 'min_up' in term:
+        termination['min_up'] = r.number(term['min_up'], 'termination.min_up', -1, 1)
+    kin = _kinematics(r, data, names)
+    needs_goal = {'fingertip_position', 'goal_position', 'fingertip_to_goal', 'goal_distance'}
+    used = needs_goal & (set(obs) | set(reward))
+    goal = None
+    if used:
+        if kin is None:
+            r.fail('kinematics', f'a kinematics section (needed by {sorted(used)})', None)
+        g = r.mapping(data.get('goal'), 'goal', ('radius',), ('radius',))
+        goal = r.range_(g['radius'], 'goal.radius', 0.0)[0]
+        if goal[1] > sum(kin['link_lengths']):
+            r.fail('goal.radius', f'goals within reach (<= {sum(kin["link_lengths"])})', goal)
+    payload_link, splits = _dynamics(r, data, names, model)
+    name = data['name']
+    if not isinstance(name, str) or not name:
+        r.fail('name', 'a non-empty string', name)
+    steps = r.integer(data['episode_steps'], 'episode_steps', lo=1)
+    return Scenario(
+        name=name, path=path.resolve(), urdf_path=urdf_path,
+        description=str(data.get('description', '')), joint_names=names,
+        effort_limits=np.array([j.effort for j in joints]),
+        velocity_limits=np.array([j.velocity or math.inf for j in joints]),
+        position_limits=np.array([(j.lower, j.upper) if j.type != 'continuous'
+                                  else (-math.inf, math.inf) for j in joints]),
+        control_mode='torque', control_rate_hz=rate, sim_timestep=timestep,
+        frame_skip=frame_skip, gravity=r.number(sim.get('gravity', -9.81), 'sim.gravity'),
+        ground=ground,
+        ground_friction=r.number(sim.get('ground_friction', 1.0), 'sim.ground_friction', 0),
+        base_link=base['link'], base_fixed=base['fixed'],
+        base_position=r.vector(base.get('position', [0, 0, 0]), 'base.position', 3),
+        initial_joint_position=_per_joint(r, init.get('joint_position', 0.0),
+                                          'initial_state.joint_position', names, 0.0),
+        joint_position_noise=r.number(init.get('joint_position_noise', 0.0),
+                                      'initial_state.joint_position_noise', 0),
+        joint_velocity_noise=r.number(init.get('joint_velocity_noise', 0.0),
+                                      'initial_state.joint_velocity_noise', 0),
+        episode_steps=steps, goal_radius=goal, kinematics=kin, observation=obs, reward=reward,
+        termination=termination, payload_link=payload_link, splits=splits,
+        source=copy.deepcopy(data))

@@ -1,0 +1,286 @@
+"""A PyBullet world for one scenario: owns its client, applies a Task, steps and reads state."""
+
+import contextlib
+import math
+import os
+import sys
+
+from maml_robot.dynamics import Task
+from maml_robot.observation import RobotState
+from maml_robot.scenario import load_scenario
+import numpy as np
+import pybullet
+
+_BASE_TERMS = ('base_height', 'base_pitch', 'base_orientation', 'base_planar_velocity',
+               'base_linear_velocity', 'base_angular_velocity')
+ROBOT_FRICTION = 1.0  # lateral friction of every robot link; Bullet multiplies it by the ground's
+MAX_JOINT_VELOCITY = 1e4  # rad/s (m/s): effectively no clamp, see _index_joints
+
+
+@contextlib.contextmanager
+def _quiet_stdout():
+    """Silence the C-level stdout (the URDF importer prints warnings for inertia-less roots)."""
+    try:
+        sys.stdout.flush()
+        saved = os.dup(1)
+    except (OSError, ValueError):  # no usable stdout (closed or detached): nothing to silence
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)
+
+
+class World:
+    """
+    One robot of a scenario in its own PyBullet client (several worlds never interfere).
+
+    :param scenario: a Scenario, a shipped scenario name or a path to a scenario YAML.
+    :param task: the dynamics (Task) to apply; None for nominal.
+    :param gui: open the PyBullet GUI instead of a headless (DIRECT) client.
+    """
+
+    def __init__(self, scenario, task=None, gui=False):
+        self.scenario = sc = load_scenario(scenario)
+        self._cid = pybullet.connect(pybullet.GUI if gui else pybullet.DIRECT)
+        if self._cid < 0:
+            raise RuntimeError('cannot connect to PyBullet (is another GUI client open?)')
+        cid = self._cid
+        pybullet.setTimeStep(sc.sim_timestep, physicsClientId=cid)
+        pybullet.setGravity(0, 0, sc.gravity, physicsClientId=cid)
+        self._plane = None
+        if sc.ground:
+            shape = pybullet.createCollisionShape(pybullet.GEOM_PLANE, physicsClientId=cid)
+            self._plane = pybullet.createMultiBody(0, shape, physicsClientId=cid)
+        with _quiet_stdout():
+            self._body = pybullet.loadURDF(
+                str(sc.urdf_path), basePosition=sc.base_position, useFixedBase=sc.base_fixed,
+                flags=pybullet.URDF_USE_INERTIA_FROM_FILE, physicsClientId=cid)
+        self._index_joints()
+        self._nominal = self._read_nominal_dynamics()
+        self._needs_base = bool(set(sc.observation) & set(_BASE_TERMS)) or bool(
+            sc.termination) or 'forward_velocity' in sc.reward
+        self._goal = None
+        self._rng = np.random.default_rng(0)
+        self._torque = [0.0] * len(self._joints)
+        self._action_shape = (len(self._joints),)
+        self._saved = pybullet.saveState(physicsClientId=cid)
+        self.set_task(task)
+        self._read()
+
+    # -- construction helpers -------------------------------------------------------------
+    def _index_joints(self):
+        sc, cid, body = self.scenario, self._cid, self._body
+        by_name, self._link_index = {}, {}
+        moving = []
+        for i in range(pybullet.getNumJoints(body, physicsClientId=cid)):
+            info = pybullet.getJointInfo(body, i, physicsClientId=cid)
+            by_name[info[1].decode()] = i
+            self._link_index[info[12].decode()] = i
+            if info[2] != pybullet.JOINT_FIXED:
+                moving.append(i)
+        self._link_index[pybullet.getBodyInfo(body, physicsClientId=cid)[0].decode()] = -1
+        self._joints = [by_name[n] for n in sc.joint_names]
+        # Free every joint: PyBullet's default velocity motors would otherwise hold them.
+        pybullet.setJointMotorControlArray(body, moving, pybullet.VELOCITY_CONTROL,
+                                           forces=[0.0] * len(moving), physicsClientId=cid)
+        for link in range(-1, pybullet.getNumJoints(body, physicsClientId=cid)):
+            pybullet.changeDynamics(body, link, lateralFriction=ROBOT_FRICTION,
+                                    linearDamping=0.0, angularDamping=0.0, physicsClientId=cid)
+        # No velocity clamp: Bullet's maxJointVelocity (default 100 rad/s) clips velocities
+        # without conserving momentum, which lets a flailing robot propel itself for free.
+        for index in moving:
+            pybullet.changeDynamics(body, index, maxJointVelocity=MAX_JOINT_VELOCITY,
+                                    physicsClientId=cid)
+        self._base_index = self._link_index[sc.base_link]
+        self._payload_index = (self._link_index[sc.payload_link] if sc.payload_link else None)
+        self._effort = sc.effort_limits.astype(float)
+
+    def _read_nominal_dynamics(self):
+        cid, body = self._cid, self._body
+        links = range(0 if self.scenario.base_fixed else -1,
+                      pybullet.getNumJoints(body, physicsClientId=cid))
+        masses = {}
+        for link in links:
+            info = pybullet.getDynamicsInfo(body, link, physicsClientId=cid)
+            masses[link] = (info[0], tuple(info[2]))
+        damping = [pybullet.getJointInfo(body, j, physicsClientId=cid)[6] for j in self._joints]
+        return {'masses': masses, 'damping': damping}
+
+    # -- task -----------------------------------------------------------------------------
+    def set_task(self, task):
+        """Apply the dynamics of ``task`` (None: nominal); takes effect immediately."""
+        sc, cid, body = self.scenario, self._cid, self._body
+        task = (Task.nominal(sc) if task is None else task).check(sc)
+        self.task = task
+        for link, (mass, inertia) in self._nominal['masses'].items():
+            extra = task.payload if link == self._payload_index else 0.0
+            scaled = [v * task.mass_scale for v in inertia]
+            pybullet.changeDynamics(body, link, mass=mass * task.mass_scale + extra,
+                                    localInertiaDiagonal=scaled, physicsClientId=cid)
+        for j, d in zip(self._joints, self._nominal['damping']):
+            pybullet.changeDynamics(body, j, jointDamping=d * task.damping_scale,
+                                    physicsClientId=cid)
+        if self._plane is not None:
+            pybullet.changeDynamics(self._plane, -1,
+                                    lateralFriction=sc.ground_friction * task.friction_scale,
+                                    physicsClientId=cid)
+        j = len(self._joints)
+        alive = np.array([0.0 if n in task.dead_joints else 1.0 for n in sc.joint_names])
+        # effort = action * gain: effort limit x strength x direction (0 for a dead joint)
+        self._gain = (self._effort * task.joint_array('motor_strength', j)
+                      * task.joint_array('motor_direction', j) * alive)
+        self._offset = task.joint_array('calibration_offset', j)
+        self._latency = np.zeros((task.latency_steps + 1, j))  # FIFO of commanded actions
+        self._latency_pos = 0
+
+    def get_task(self):
+        """Return the Task in effect."""
+        return self.task
+
+    # -- episode --------------------------------------------------------------------------
+    def reset(self, rng):
+        """Start an episode: initial pose with noise and (reaching scenarios) a goal from rng."""
+        sc, cid, body = self.scenario, self._cid, self._body
+        self._rng = rng
+        pybullet.restoreState(self._saved, physicsClientId=cid)
+        j = len(self._joints)
+        q = sc.initial_joint_position + rng.uniform(-1, 1, j) * sc.joint_position_noise
+        lo, hi = sc.position_limits[:, 0], sc.position_limits[:, 1]
+        q = np.clip(q, lo, hi)
+        qd = rng.uniform(-1, 1, j) * sc.joint_velocity_noise
+        for index, pos, vel in zip(self._joints, q, qd):
+            pybullet.resetJointState(body, index, pos, vel, physicsClientId=cid)
+        if sc.goal_radius is not None:
+            radius = rng.uniform(*sc.goal_radius)
+            angle = rng.uniform(-math.pi, math.pi)
+            origin = sc.kinematics['origin']
+            self.set_goal((origin[0] + radius * math.cos(angle),
+                           origin[1] + radius * math.sin(angle), origin[2]))
+        self._latency[:] = 0.0
+        self._latency_pos = 0
+        self._torque = [0.0] * j
+        self._read()
+
+    def set_goal(self, xyz):
+        """Set the goal position (3,) in the world frame."""
+        goal = np.asarray(xyz, dtype=float)
+        if goal.shape != (3,) or not np.all(np.isfinite(goal)):
+            raise ValueError(f'goal must be 3 finite numbers (x, y, z), got {xyz!r}')
+        self._goal = goal
+
+    def apply_action(self, action):
+        """
+        Command normalized ``action`` (J,) (clipped to [-1, 1]); it acts after the latency.
+
+        Returns the clipped action (what the reward's control cost sees).
+        """
+        a = np.asarray(action, dtype=float)
+        if a.shape != self._action_shape or not np.isfinite(a).all():
+            raise ValueError(f'action must be {len(self._joints)} finite numbers, got {action!r}')
+        a = np.minimum(np.maximum(a, -1.0), 1.0)
+        buf = self._latency
+        if len(buf) == 1:
+            delayed = a
+        else:
+            buf[self._latency_pos] = a
+            self._latency_pos = (self._latency_pos + 1) % len(buf)
+            delayed = buf[self._latency_pos]  # the oldest command
+        self._torque = (delayed * self._gain).tolist()
+        return a
+
+    def step(self):
+        """Advance the physics by one control period (frame_skip steps) under the torques."""
+        cid, body, joints, torque = self._cid, self._body, self._joints, self._torque
+        command, physics_step = pybullet.setJointMotorControlArray, pybullet.stepSimulation
+        mode = pybullet.TORQUE_CONTROL
+        for _ in range(self.scenario.frame_skip):
+            # Bullet clears joint torques after every physics step: re-apply them each time.
+            command(body, joints, mode, forces=torque, physicsClientId=cid)
+            physics_step(physicsClientId=cid)
+        self._read()
+
+    # -- state ----------------------------------------------------------------------------
+    def _read(self):
+        cid, body = self._cid, self._body
+        states = pybullet.getJointStates(body, self._joints, physicsClientId=cid)
+        pos_vel = np.array([s[:2] for s in states])  # (J, 2)
+        self._q, self._qd = pos_vel[:, 0], pos_vel[:, 1]
+        if not self._needs_base:
+            self._base = (None, None, None, None)
+        elif self._base_index == -1:
+            pos, orn = pybullet.getBasePositionAndOrientation(body, physicsClientId=cid)
+            lin, ang = pybullet.getBaseVelocity(body, physicsClientId=cid)
+            self._base = (np.array(pos), np.array(orn), np.array(lin), np.array(ang))
+        else:
+            ls = pybullet.getLinkState(body, self._base_index, computeLinkVelocity=1,
+                                       computeForwardKinematics=1, physicsClientId=cid)
+            self._base = (np.array(ls[4]), np.array(ls[5]), np.array(ls[6]), np.array(ls[7]))
+
+    def true_state(self):
+        """Return the state as it is (used for rewards)."""
+        pos, orn, lin, ang = self._base
+        return RobotState(self._q, self._qd, self._goal, pos, orn, lin, ang)
+
+    def measured_state(self):
+        """Return the state as the sensors report it: calibration offset and noise added."""
+        q = self._q + self._offset
+        qd = self._qd
+        std = self.task.obs_noise_std
+        if std > 0:
+            q = q + self._rng.normal(0.0, std, q.shape)
+            qd = qd + self._rng.normal(0.0, std, qd.shape)
+        pos, orn, lin, ang = self._base
+        return RobotState(q, qd, self._goal, pos, orn, lin, ang)
+
+    def link_position(self, name):
+        """Return the world position (3,) of a URDF link's frame (for tests and tools)."""
+        index = self._link_index[name]
+        if index == -1:
+            return np.array(pybullet.getBasePositionAndOrientation(
+                self._body, physicsClientId=self._cid)[0])
+        return np.array(pybullet.getLinkState(self._body, index, computeForwardKinematics=1,
+                                              physicsClientId=self._cid)[4])
+
+    def render_rgb(self, width=320, height=240):
+        """Return an RGB image (height, width, 3) uint8 from a camera looking at the base."""
+        cid = self._cid
+        target = self._base[0] if self._base[0] is not None else np.zeros(3)
+        size = 0.6 if self.scenario.goal_radius is not None else 3.0
+        view = pybullet.computeViewMatrixFromYawPitchRoll(
+            target.tolist(), size, 30.0, -40.0, 0.0, 2, physicsClientId=cid)
+        proj = pybullet.computeProjectionMatrixFOV(60.0, width / height, 0.01, 100.0,
+                                                   physicsClientId=cid)
+        img = pybullet.getCameraImage(width, height, view, proj,
+                                      renderer=pybullet.ER_TINY_RENDERER, physicsClientId=cid)
+        rgba = np.reshape(np.asarray(img[2], dtype=np.uint8), (height, width, 4))
+        return rgba[:, :, :3].copy()
+
+    @property
+    def client_id(self):
+        """Return the PyBullet physics client id this world owns."""
+        return self._cid
+
+    @property
+    def body_id(self):
+        """Return the PyBullet body id of the robot."""
+        return self._body
+
+    def close(self):
+        """Disconnect the PyBullet client (idempotent)."""
+        if getattr(self, '_cid', -1) >= 0:
+            if pybullet.isConnected(physicsClientId=self._cid):
+                pybullet.disconnect(physicsClientId=self._cid)
+            self._cid = -1
+
+    def __del__(self):
+        """Release the client if the owner forgot to close()."""
+        try:
+            self.close()
+        except Exception:  # noqa: B902 - interpreter shutdown may have torn pybullet down
+            pass
