@@ -38,6 +38,7 @@ setup(
         'matplotlib>=3.7',
         'tqdm>=4.60',
         'PyYAML>=6.0',
+        'tensorboard>=2.16',
     ],
     extras_require={
         'ros': [
@@ -50,6 +51,7 @@ setup(
             'flake8-quotes', 'flake8-import-order', 'flake8-docstrings', 'flake8-builtins',
             'flake8-comprehensions',
         ],
+        'ray': ['ray==2.60.0'],
     },
     zip_safe=False,
     maintainer='maml_robot maintainers',

@@ -14,6 +14,7 @@ COMMANDS = {
     'demo': 'maml_robot.commands.demo',
     'sim': 'maml_robot.commands.sim',
     'adapt': 'maml_robot.commands.adapt',
+    'launch': 'maml_robot.commands.launch',
     'bench': 'maml_robot.commands.bench',
 }
 

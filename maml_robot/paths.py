@@ -37,5 +37,5 @@ def share_dir() -> Path:
 
 
 def data_path(*parts: str) -> Path:
-    """Return a path inside the shared data folder, e.g. ``data_path('sim', 'reacher.yaml')``."""
+    """Return a path inside the shared data folder (e.g. the parts ``'sim', 'reacher.yaml'``)."""
     return share_dir().joinpath(*parts)

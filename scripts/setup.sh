@@ -9,6 +9,6 @@ if [ ! -x .venv/bin/python ]; then
 fi
 # torch first, pinned: 2.13.0 is the CPU build here; an unpinned torch pulls a CUDA build.
 .venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt torch==2.13.0
-.venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[ros,dev]'
-.venv/bin/python -c 'import torch, pybullet, gymnasium, stable_baselines3, rclpy' \
+.venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[ros,dev,ray]'
+.venv/bin/python -c 'import torch, pybullet, gymnasium, stable_baselines3, rclpy, ray' \
   || { echo 'setup.sh: install incomplete (see pip output above)' >&2; exit 1; }

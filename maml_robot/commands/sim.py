@@ -1,0 +1,30 @@
+"""``maml-robot sim``: run sim_node from its params file (what ``ros2 run`` does with a distro)."""
+
+from maml_robot.ros import launcher
+
+HELP = 'run the PyBullet sim node (ROS 2) from config/sim.yaml plus overrides'
+
+
+def add_arguments(parser):
+    """Add the node's options."""
+    parser.add_argument('--params-file', action='append', default=None,
+                        help='ROS 2 params file (repeatable); default: config/sim.yaml')
+    parser.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
+                        help='override one parameter, e.g. --set task_split=ood')
+    parser.add_argument('--domain-id', type=int, default=None, help='ROS_DOMAIN_ID to use')
+
+
+def run_node(node, args):
+    """Run ``node`` in a child process until it exits or Ctrl-C; return its exit code."""
+    argv = launcher.node_command(node, args.params_file, launcher.parse_overrides(args.set))
+    with launcher.NodeProcesses(args.domain_id) as procs:
+        proc = procs.start(node, argv)
+        try:
+            return proc.wait()
+        except KeyboardInterrupt:
+            return procs.stop().get(node, 0)
+
+
+def run(args):
+    """Run sim_node."""
+    return run_node('sim_node', args)

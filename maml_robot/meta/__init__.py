@@ -1,0 +1,1 @@
+"""Meta-learning core: episodes, inner-loop update, losses and outer algorithms (MAML family)."""

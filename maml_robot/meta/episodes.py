@@ -1,0 +1,174 @@
+"""Episodes: padded batches of rollouts (with a validity mask) as the meta-learner sees them."""
+
+from dataclasses import dataclass, fields
+
+from maml_robot.policy import expand_params
+import torch
+
+FIELDS = ('observations', 'actions', 'rewards', 'mask', 'log_probs')
+
+
+@dataclass
+class Episodes:
+    """
+    A batch of rollouts, padded to a common length ``T``.
+
+    Leading dims ``...`` are free: ``(N, T)`` for one task, ``(B, N, T)`` for B tasks.
+    Valid steps of a rollout form a prefix (mask 1, 1, ..., 1, 0, ..., 0); padded entries of
+    every field must be finite (zeros are fine).
+    """
+
+    observations: torch.Tensor
+    """(..., N, T, obs_dim) raw observations."""
+    actions: torch.Tensor
+    """(..., N, T, act_dim) the sampled (unclipped) actions."""
+    rewards: torch.Tensor
+    """(..., N, T) rewards."""
+    mask: torch.Tensor
+    """(..., N, T) 1.0 for valid steps, 0.0 after the episode ended."""
+    log_probs: torch.Tensor
+    """(..., N, T) log-prob of the actions under the policy that sampled them."""
+
+    def __post_init__(self):
+        lead = tuple(self.rewards.shape)
+        if len(lead) < 2:
+            raise ValueError(f'rewards must be (..., N, T), got shape {lead}')
+        for name in ('mask', 'log_probs'):
+            if tuple(getattr(self, name).shape) != lead:
+                raise ValueError(f'Episodes.{name} has shape {tuple(getattr(self, name).shape)}; '
+                                 f'it must match rewards {lead}')
+        for name in ('observations', 'actions'):
+            shape = tuple(getattr(self, name).shape)
+            if shape[:-1] != lead:
+                raise ValueError(f'Episodes.{name} has shape {shape}; it must be {lead} + (dim,)')
+
+    @property
+    def batch_shape(self):
+        """Return the leading dims before (N, T)."""
+        return tuple(self.rewards.shape[:-2])
+
+    @property
+    def num_rollouts(self):
+        """Return N, the number of rollouts."""
+        return int(self.rewards.shape[-2])
+
+    @property
+    def horizon(self):
+        """Return T, the padded length."""
+        return int(self.rewards.shape[-1])
+
+    def as_tuple(self):
+        """Return the five tensors in field order."""
+        return tuple(getattr(self, f.name) for f in fields(self))
+
+    def apply(self, fn):
+        """Return new Episodes with ``fn`` applied to every tensor."""
+        return Episodes(*(fn(t) for t in self.as_tuple()))
+
+    def to(self, device=None, dtype=None):
+        """Move to a device; floating fields are cast to ``dtype`` when given."""
+        return self.apply(lambda t: t.to(device=device, dtype=dtype))
+
+    def task(self, i):
+        """Return the episodes of task ``i`` (drops the first leading dim)."""
+        return self.apply(lambda t: t[i])
+
+    def mean_return(self):
+        """Average undiscounted return per rollout, averaged over N: shape batch_shape."""
+        return (self.rewards * self.mask).sum(-1).mean(-1)
+
+    def check_finite(self):
+        """Raise ValueError if any field holds NaN or inf."""
+        for name in FIELDS:
+            if not torch.isfinite(getattr(self, name)).all():
+                raise ValueError(f'Episodes.{name} contains NaN or inf; drop or clean those '
+                                 f'steps before adapting')
+
+    @staticmethod
+    def stack(episodes_list):
+        """Stack per-task Episodes (same N) into one with a leading B dim, padding T."""
+        if not episodes_list:
+            raise ValueError('Episodes.stack needs at least one Episodes')
+        horizon = max(e.horizon for e in episodes_list)
+        padded = [pad_to(e, horizon) for e in episodes_list]
+        return Episodes(*(torch.stack(ts) for ts in zip(*(e.as_tuple() for e in padded))))
+
+    @staticmethod
+    def from_rollouts(rollouts):
+        """
+        Build one task's Episodes from rollouts of unequal length.
+
+        :param rollouts: sequence of dicts with keys observations (T_i, obs_dim), actions
+            (T_i, act_dim), rewards (T_i,), log_probs (T_i,) (tensors or arrays).
+        :returns: Episodes of shape (N, max T_i), mask marking the valid prefix of each.
+        """
+        if not rollouts:
+            raise ValueError('from_rollouts needs at least one rollout')
+        horizon = max(len(r['rewards']) for r in rollouts)
+        if horizon == 0:
+            raise ValueError('every rollout is empty; collect at least one step')
+        cols = {name: [] for name in FIELDS}
+        for r in rollouts:
+            length = len(r['rewards'])
+            for name in ('observations', 'actions', 'rewards', 'log_probs'):
+                t = torch.as_tensor(r[name], dtype=torch.float32)
+                if t.shape[0] != length:
+                    raise ValueError(f'rollout field {name!r} has {t.shape[0]} steps but '
+                                     f'rewards has {length}')
+                pad = torch.zeros((horizon - length,) + tuple(t.shape[1:]))
+                cols[name].append(torch.cat([t, pad]))
+            m = torch.zeros(horizon)
+            m[:length] = 1.0
+            cols['mask'].append(m)
+        return Episodes(*(torch.stack(cols[name]) for name in FIELDS))
+
+
+def pad_to(episodes, horizon):
+    """Zero-pad the time dim of ``episodes`` to ``horizon`` steps (mask 0 on padding)."""
+    extra = horizon - episodes.horizon
+    if extra < 0:
+        raise ValueError(f'cannot pad {episodes.horizon} steps down to {horizon}')
+    if extra == 0:
+        return episodes
+
+    def pad(t, per_step_dims):
+        shape = list(t.shape)
+        shape[t.dim() - 1 - per_step_dims] = extra
+        return torch.cat([t, t.new_zeros(shape)], dim=t.dim() - 1 - per_step_dims)
+
+    return Episodes(pad(episodes.observations, 1), pad(episodes.actions, 1),
+                    pad(episodes.rewards, 0), pad(episodes.mask, 0), pad(episodes.log_probs, 0))
+
+
+def synthetic_episodes(policy, params, num_tasks, num_rollouts, horizon, seed, reward_fn=None):
+    """
+    Sample Episodes from ``policy`` on a toy linear system, for tests and benchmarks.
+
+    The observation follows ``o_{t+1} = 0.9 o_t + 0.1 tanh(A_b a_t)`` padded to obs_dim, with
+    a per-task matrix ``A_b``; reward ``-|o - goal_b|^2 - 0.01 |a|^2``. Returns Episodes of
+    shape (num_tasks, N, T) with a full mask.
+    """
+    cfg = policy.config
+    gen = torch.Generator().manual_seed(int(seed))
+    d_ctrl = min(cfg.obs_dim, cfg.act_dim)
+    mix = torch.randn(num_tasks, d_ctrl, cfg.act_dim, generator=gen)  # (B, d, act_dim)
+    goal = torch.randn(num_tasks, 1, cfg.obs_dim, generator=gen)  # (B, 1, obs_dim)
+    obs = 0.1 * torch.randn(num_tasks, num_rollouts, cfg.obs_dim, generator=gen)  # (B, N, o)
+    if params['log_std'].dim() == 1:
+        params = expand_params(params, num_tasks)
+    out = {name: [] for name in ('observations', 'actions', 'rewards', 'log_probs')}
+    for _ in range(horizon):
+        actions, logp = policy.batched_sample(params, obs, generator=gen)  # (B, N, act_dim)
+        reward = -((obs - goal) ** 2).sum(-1) - 0.01 * (actions ** 2).sum(-1)
+        if reward_fn is not None:
+            reward = reward_fn(obs, actions)
+        out['observations'].append(obs)
+        out['actions'].append(actions)
+        out['rewards'].append(reward)
+        out['log_probs'].append(logp)
+        push = torch.tanh(torch.einsum('bda,bna->bnd', mix, actions))
+        obs = obs.clone() * 0.9
+        obs[..., :d_ctrl] += 0.1 * push
+    t = {k: torch.stack(v, dim=2) for k, v in out.items()}  # (B, N, T, ...)
+    return Episodes(t['observations'], t['actions'], t['rewards'],
+                    torch.ones_like(t['rewards']), t['log_probs'])

@@ -1,0 +1,349 @@
+"""
+The meta-training loop: tasks -> pre-update rollouts -> adapt -> post-update rollouts -> meta-step.
+
+One :class:`Trainer` owns a run folder::
+
+    <out>/config.yaml          the resolved TrainConfig (a resumed run must match it)
+    <out>/progress.csv         a row per iteration: returns before/after adaptation, stats, timing
+    <out>/tensorboard/         the same numbers for TensorBoard
+    <out>/latest.safetensors   deployable checkpoint (maml_robot.checkpoint), every few iterations
+    <out>/best.safetensors     the checkpoint with the best post-adaptation return so far
+    <out>/resume.safetensors   exact training state (tensors + JSON) for ``--resume``
+
+Every iteration's randomness (tasks, rollout seeds, action noise) derives from
+``SeedSequence([seed, iteration])``, so a resumed run repeats the uninterrupted one exactly.
+"""
+
+import csv
+from dataclasses import asdict
+import math
+from pathlib import Path
+import time
+
+from maml_robot.checkpoint import Checkpoint, save_checkpoint
+from maml_robot.meta.inner import InnerConfig
+from maml_robot.meta.learners import make_learner
+from maml_robot.policy import expand_params, GaussianPolicy, ObsNormalizer, PolicyConfig
+from maml_robot.sampler import resolve_device, Sampler, SamplerError, ScenarioEnvFactory
+from maml_robot.train_config import TrainConfig
+from maml_robot.train_state import load_train_state, save_train_state
+import numpy as np
+import torch
+import yaml
+
+RESUME_FILE = 'resume.safetensors'
+LATEST_FILE = 'latest.safetensors'
+BEST_FILE = 'best.safetensors'
+CSV_FILE = 'progress.csv'
+# streams spawned from SeedSequence([seed, iteration]), in this order
+STREAMS = ('tasks', 'pre', 'post', 'learner')
+
+
+def iteration_seeds(seed: int, iteration: int) -> dict:
+    """Return the independent SeedSequences of one iteration, keyed by STREAMS."""
+    children = np.random.SeedSequence([seed, iteration]).spawn(len(STREAMS))
+    return dict(zip(STREAMS, children))
+
+
+def masked_returns(episodes) -> torch.Tensor:
+    """Return the undiscounted return of every rollout: (B, N)."""
+    return (episodes.rewards * episodes.mask).sum(-1)
+
+
+class Trainer:
+    """
+    Meta-trains a policy on a scenario; see the module docstring for the run folder.
+
+    :param config: the run's :class:`TrainConfig`.
+    :param out_dir: the run folder (created).
+    :param resume: continue the run saved in ``out_dir`` (its config.yaml must match).
+    :param env_factory: picklable env builder overriding the scenario's (tests, benchmarks);
+        the env must offer ``unwrapped.sample_tasks(n, split, seed)`` and ``set_task``.
+    :param progress: show a tqdm progress bar.
+    :param backend: a started-or-not ``WorkerBackend`` (e.g. Ray); default the local pool.
+    """
+
+    def __init__(self, config: TrainConfig, out_dir, *, resume: bool = False,
+                 env_factory=None, progress: bool = True, backend=None):
+        self.config = cfg = config
+        self.out = Path(out_dir)
+        self.progress = progress
+        self.device = resolve_device(cfg.device)
+        self._check_run_folder(resume)
+        self.scenario = None
+        if env_factory is None:
+            from maml_robot.scenario import load_scenario
+            self.scenario = load_scenario(cfg.scenario)
+            env_factory = ScenarioEnvFactory(str(self.scenario.path))
+        self.task_env = env_factory()  # main-process env: task sampling and spaces only
+        obs_dim = int(self.task_env.observation_space.shape[0])
+        act_dim = int(self.task_env.action_space.shape[0])
+        horizon = cfg.horizon
+        if horizon is None:
+            if self.scenario is None:
+                raise ValueError('horizon: set it in the config when training on a custom env')
+            horizon = self.scenario.episode_steps
+        self.horizon = int(horizon)
+        self.policy = GaussianPolicy(PolicyConfig(
+            obs_dim=obs_dim, act_dim=act_dim, hidden_sizes=cfg.hidden_sizes,
+            activation=cfg.activation, init_log_std=cfg.init_log_std)).to(self.device)
+        self.normalizer = ObsNormalizer(obs_dim)
+        params = self.policy.init_params(seed=cfg.seed, device=self.device)
+        self.learner = build_learner(cfg, self.policy, params)
+        self.sampler = Sampler(num_workers=cfg.workers, seed=cfg.seed, device=cfg.device,
+                               horizon=self.horizon, env_factory=env_factory,
+                               max_retries=cfg.max_retries, step_timeout=cfg.step_timeout,
+                               max_envs=cfg.max_envs, backend=backend)
+        self.iteration = 0          # iterations completed
+        self.best_return = -math.inf
+        self.env_steps = 0
+        self.wall_time = 0.0
+        self._fields = None
+        if resume:
+            self._load_resume()
+
+    # ---------------------------------------------------------------------------- run folder
+    def _check_run_folder(self, resume: bool) -> None:
+        cfg_file = self.out / 'config.yaml'
+        if resume:
+            if not cfg_file.is_file():
+                raise FileNotFoundError(f'{cfg_file} not found: nothing to resume in {self.out}')
+            with open(cfg_file, encoding='utf-8') as f:
+                saved = TrainConfig.from_dict(yaml.safe_load(f), str(cfg_file))
+            may_differ = {'iterations', 'device', 'workers', 'checkpoint_every',
+                          'step_timeout', 'max_retries'}  # results stay (device: last bits)
+            diff = [k for k, v in saved.to_dict().items()
+                    if k not in may_differ and self.config.to_dict()[k] != v]
+            if diff:
+                raise ValueError(f'--resume: settings {diff} differ from the run saved in '
+                                 f'{cfg_file}; drop those overrides or train into a new --out')
+        elif (self.out / RESUME_FILE).exists() or (self.out / CSV_FILE).exists():
+            raise ValueError(f'{self.out} already holds a training run; pass --resume to '
+                             'continue it, or choose another --out')
+        self.out.mkdir(parents=True, exist_ok=True)
+        with open(cfg_file, 'w', encoding='utf-8') as f:
+            yaml.safe_dump(self.config.to_dict(), f, sort_keys=False)
+
+    # --------------------------------------------------------------------------- iterations
+    def run_iteration(self, it: int) -> dict:
+        """Run meta-iteration ``it``; return its log row (returns, learner stats, timing)."""
+        cfg, seeds = self.config, iteration_seeds(self.config.seed, it)
+        task_seed = int(seeds['tasks'].generate_state(1)[0])
+        tasks = self.task_env.unwrapped.sample_tasks(cfg.tasks_per_iteration, split='train',
+                                                     seed=task_seed)
+        num_tasks, rollouts = len(tasks), cfg.rollouts_per_task
+        t0 = time.perf_counter()
+        params_b = expand_params(self.learner.params, num_tasks)  # (B, ...) no copy
+        pre_steps = []
+        for k in range(cfg.inner_steps):  # each inner step on fresh rollouts
+            pre_seed = seeds['pre'] if k == 0 else seeds['pre'].spawn(1)[0]
+            pre_steps.append(self.sampler.sample(self.policy, params_b, tasks, rollouts,
+                                                 seed=pre_seed))
+            if k + 1 < cfg.inner_steps:
+                params_b = self.learner.adapt(pre_steps)
+        t1 = time.perf_counter()
+        adapted_b = self.learner.adapt(pre_steps)
+        t2 = time.perf_counter()
+        post = self.sampler.sample(self.policy, adapted_b, tasks, rollouts, seed=seeds['post'])
+        t3 = time.perf_counter()
+        stats = self.learner.meta_step(pre_steps if cfg.inner_steps > 1 else pre_steps[0], post)
+        t4 = time.perf_counter()
+        pre = pre_steps[0]
+        if cfg.normalize_obs:  # used from the next iteration on: this one's log-probs stay valid
+            self.normalizer.update(pre.observations, pre.mask)
+            self.policy.set_normalization(*self.normalizer.stats())
+        times = {'time_sample_pre': t1 - t0, 'time_adapt': t2 - t1, 'time_sample_post': t3 - t2,
+                 'time_meta_step': t4 - t3, 'time_iteration': time.perf_counter() - t0}
+        self.env_steps += int(sum(e.mask.sum().item() for e in pre_steps + [post]))
+        pre_ret, post_ret = masked_returns(pre), masked_returns(post)
+        row = {'iteration': it, 'pre_return': pre_ret.mean().item(),
+               'post_return': post_ret.mean().item()}
+        row['adaptation_gain'] = row['post_return'] - row['pre_return']
+        row['pre_return_std'] = pre_ret.mean(-1).std().item() if num_tasks > 1 else 0.0
+        row['post_return_std'] = post_ret.mean(-1).std().item() if num_tasks > 1 else 0.0
+        row['env_steps'] = self.env_steps
+        row['worker_crashes'] = len(self.sampler.crash_reports)
+        row.update({k: _scalar(v) for k, v in sorted(stats.items()) if k not in row})
+        row.update(times)
+        return row
+
+    def run(self) -> dict:
+        """Train until ``config.iterations``; return the last log row (empty if none ran)."""
+        from torch.utils.tensorboard import SummaryWriter
+        from tqdm import tqdm
+        cfg = self.config
+        writer = SummaryWriter(str(self.out / 'tensorboard'), purge_step=self.iteration)
+        bar = tqdm(total=cfg.iterations, initial=self.iteration, disable=not self.progress,
+                   desc=f'train {cfg.scenario}', unit='it', dynamic_ncols=True)
+        snapshot = self._snapshot()
+        row = {}
+        try:
+            for it in range(self.iteration, cfg.iterations):
+                start = time.perf_counter()
+                row = self.run_iteration(it)
+                self.iteration = it + 1
+                self.wall_time += time.perf_counter() - start
+                row['wall_time'] = self.wall_time
+                self._log(row, writer)
+                improved = row['post_return'] > self.best_return
+                if improved:
+                    self.best_return = row['post_return']
+                snapshot = self._snapshot()
+                if improved:
+                    save_checkpoint(self.out / BEST_FILE, snapshot['checkpoint'])
+                if self.iteration % cfg.checkpoint_every == 0 or self.iteration == cfg.iterations:
+                    self._save(snapshot)
+                bar.update(1)
+                bar.set_postfix(pre=f'{row["pre_return"]:.2f}', post=f'{row["post_return"]:.2f}')
+        except (KeyboardInterrupt, SamplerError, FloatingPointError) as err:
+            self._save(snapshot)
+            what = ('interrupted' if isinstance(err, KeyboardInterrupt) else
+                    'sampling failed' if isinstance(err, SamplerError) else
+                    'the meta-step diverged')
+            bar.write(f'{what}: saved the state after {snapshot["info"]["iteration"]} completed '
+                      f'iterations in {self.out}; continue with --resume')
+            raise
+        finally:
+            bar.close()
+            writer.close()
+            self.close()
+        return row
+
+    def close(self) -> None:
+        """Stop the workers and release the main-process env (``run`` does this itself)."""
+        self.sampler.close()
+        self.task_env.close()
+
+    # ------------------------------------------------------------------------------- logging
+    def _log(self, row: dict, writer) -> None:
+        path = self.out / CSV_FILE
+        if self._fields is None:
+            self._fields = list(row)
+        new_file = not path.exists()
+        with open(path, 'a', newline='', encoding='utf-8') as f:
+            w = csv.DictWriter(f, fieldnames=self._fields, extrasaction='ignore')
+            if new_file:
+                w.writeheader()
+            w.writerow(row)
+        for key, value in row.items():
+            if key != 'iteration':
+                writer.add_scalar(f'train/{key}', value, row['iteration'])
+        writer.flush()
+
+    # ------------------------------------------------------------------------ state / resume
+    def _snapshot(self) -> dict:
+        """
+        Copy everything saved after the last completed iteration.
+
+        Taken between iterations, so a Ctrl-C in the middle of a meta-step (parameters half
+        updated) still saves a consistent state and checkpoint.
+        """
+        state = {'learner': self.learner.state_dict(),
+                 'normalizer': self.normalizer.state_dict()}
+        state = _clone(state)
+        info = {'iteration': self.iteration, 'best_return': _json_float(self.best_return),
+                'env_steps': self.env_steps, 'wall_time': self.wall_time,
+                'crashes': len(self.sampler.crash_reports), 'config': self.config.to_dict()}
+        return {'state': state, 'info': info, 'checkpoint': self.make_checkpoint()}
+
+    def _save(self, snapshot: dict) -> None:
+        save_train_state(self.out / RESUME_FILE, snapshot['state'], snapshot['info'])
+        save_checkpoint(self.out / LATEST_FILE, snapshot['checkpoint'])
+
+    def _load_resume(self) -> None:
+        # on the CPU: the learner copies into its (device) tensors, the normalizer stays on CPU
+        state, info = load_train_state(self.out / RESUME_FILE)
+        self.learner.load_state_dict(state['learner'])
+        self.normalizer.load_state_dict(state['normalizer'])
+        if self.config.normalize_obs and float(self.normalizer.count) > 0:
+            self.policy.set_normalization(*self.normalizer.stats())
+        self.iteration = int(info['iteration'])
+        best = info['best_return']
+        self.best_return = -math.inf if best is None else float(best)
+        self.env_steps = int(info['env_steps'])
+        self.wall_time = float(info['wall_time'])
+        self._truncate_csv(self.iteration)
+
+    def _truncate_csv(self, iterations_done: int) -> None:
+        """Drop log rows of iterations after the saved state (they will be run again)."""
+        path = self.out / CSV_FILE
+        if not path.exists():
+            return
+        with open(path, newline='', encoding='utf-8') as f:
+            rows = list(csv.DictReader(f))
+            fields = list(rows[0]) if rows else None
+        rows = [r for r in rows if int(r['iteration']) < iterations_done]
+        if fields is None:
+            path.unlink()
+            return
+        self._fields = fields
+        with open(path, 'w', newline='', encoding='utf-8') as f:
+            w = csv.DictWriter(f, fieldnames=fields)
+            w.writeheader()
+            w.writerows(rows)
+
+    def make_checkpoint(self) -> Checkpoint:
+        """Return the deployable checkpoint of the current state (tensors copied)."""
+        learner, cfg = self.learner, self.config
+        inner_lr = learner.current_inner_lr()
+        training = {'iterations': self.iteration, 'env_steps': self.env_steps,
+                    'seed': cfg.seed, 'wall_time_s': round(self.wall_time, 3),
+                    'best_post_return': _json_float(self.best_return),
+                    'train_config': cfg.to_dict()}
+        return Checkpoint(
+            policy_config=self.policy.config, params=learner.current_params(),
+            obs_mean=self.policy.obs_mean.clone(), obs_std=self.policy.obs_std.clone(),
+            inner=learner.inner.to_dict(),
+            inner_lr=inner_lr if isinstance(inner_lr, dict) else None,
+            algorithm={'name': cfg.algorithm, 'config': asdict(learner.config)},
+            training=training, **self._robot_contract())
+
+    def _robot_contract(self) -> dict:
+        """Joint names, observation layout, action scale, control period (and scenario)."""
+        sc = self.scenario
+        if sc is not None:
+            from maml_robot.observation import observation_layout
+            return {'joint_names': tuple(sc.joint_names),
+                    'observation_layout': tuple(observation_layout(sc)),
+                    'action_scale': tuple(float(x) for x in sc.effort_limits),
+                    'control_period': float(sc.control_period), 'scenario': sc.to_dict()}
+        cfg = self.policy.config  # a custom env: generic names, its action bounds
+        high = self.task_env.action_space.high
+        return {'joint_names': tuple(f'action_{i}' for i in range(cfg.act_dim)),
+                'observation_layout': tuple(f'obs_{i}' for i in range(cfg.obs_dim)),
+                'action_scale': tuple(float(abs(h)) if np.isfinite(h) and h != 0 else 1.0
+                                      for h in high),
+                'control_period': float(getattr(self.task_env.unwrapped, 'dt', 0.05)),
+                'scenario': {'name': 'custom'}}
+
+
+def build_learner(cfg: TrainConfig, policy, params):
+    """Return the outer learner (maml_robot.meta.learners) the config asks for."""
+    inner = InnerConfig(lr=cfg.inner_lr, learn_lr=cfg.learn_inner_lr, gamma=cfg.gamma,
+                        gae_lambda=cfg.gae_lambda, steps=cfg.inner_steps)
+    if cfg.algorithm == 'trpo':
+        algo = {'max_kl': cfg.max_kl}
+    else:
+        algo = {'outer_lr': cfg.outer_lr, 'num_outer_steps': cfg.outer_steps,
+                'clip_eps': cfg.clip_eps, 'kl_coeff': cfg.kl_coeff}
+    return make_learner(cfg.algorithm, policy, params, inner, algo)
+
+
+def _scalar(value) -> float:
+    if isinstance(value, torch.Tensor):
+        return float(value.detach().cpu().item())
+    return float(value)
+
+
+def _json_float(x: float):
+    return x if math.isfinite(x) else None
+
+
+def _clone(tree):
+    if isinstance(tree, torch.Tensor):
+        return tree.detach().clone()
+    if isinstance(tree, dict):
+        return {k: _clone(v) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return type(tree)(_clone(v) for v in tree)
+    return tree

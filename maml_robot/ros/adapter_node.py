@@ -1,0 +1,350 @@
+"""adapter_node: lifecycle node that runs a meta-policy and adapts it online (thin over online)."""
+
+import math
+import sys
+import threading
+import time
+
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from geometry_msgs.msg import PointStamped
+from maml_robot.online import (load_adapter, MODE_BAD_ACTION, MODE_BAD_OBS, MODE_STALE,
+                               OnlineConfig)
+from maml_robot.ros import conversions
+from maml_robot.ros.params import declare_all, Param, read_all
+from nav_msgs.msg import Odometry
+import numpy as np
+import rclpy
+from rclpy._rclpy_pybind11 import RCLError
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
+from rclpy.qos import qos_profile_sensor_data
+from rclpy.validate_topic_name import validate_topic_name
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Empty, Float64, Float64MultiArray
+from std_srvs.srv import SetBool, Trigger
+
+PARAMETERS = (
+    Param('checkpoint', 'reacher', 'meta-policy: a .safetensors path or a shipped model name'),
+    Param('control_rate_hz', 0.0, 'command rate; 0 = the checkpoint control period', 0.0,
+          1000.0),
+    Param('command_topic', '/forward_effort_controller/commands',
+          'std_msgs/Float64MultiArray efforts in checkpoint joint order'),
+    Param('reward_source', 'internal', 'internal: compute_reward from observed states; '
+          'topic: std_msgs/Float64 on reward', choices=('internal', 'topic')),
+    Param('adapt', True, 'adapt online from live rewards'),
+    Param('inner_steps', 1, 'inner_step calls per update', 1, 100),
+    Param('rollouts_per_step', 2, 'live episodes per update', 1, 1000),
+    Param('episode_steps', 0, 'control steps per episode; 0 = the checkpoint', 0, 1000000),
+    Param('state_timeout', 0.1, 'seconds of joint_states silence before holding', 0.001, 60.0),
+    Param('max_param_delta', 1.0, 'largest L2 norm of one parameter update', 1e-6, 1e6),
+    Param('rate_limit', 0.0, 'largest normalized action change per step; 0 = off', 0.0, 2.0),
+    Param('ramp_in_steps', 10, 'hold steps after start, e-stop release or outage', 0, 100000),
+    Param('fade_in_steps', 50, 'steps to blend the policy in after the ramp-in', 0, 100000),
+    Param('accept_window', 2, 'episodes to judge an update before accepting it', 1, 1000),
+    Param('rollback_margin', 0.1, 'relative return drop that rolls an update back', 0.0, 10.0),
+    Param('divergence_margin', 0.5, 'relative drop below the meta-policy that reverts to it',
+          0.0, 100.0),
+    Param('device', 'cpu', 'torch device of the online policy', choices=('cpu', 'auto')),
+    Param('torch_threads', 1, 'torch intra-op threads', 1, 256),
+    Param('persist_path', '', 'save accepted adapted parameters here; resume on restart'),
+    Param('seed', 0, 'seed of the exploration noise', 0, 2 ** 31 - 1),
+    Param('diagnostics_period', 1.0, 'seconds between /diagnostics messages', 0.01, 3600.0),
+    Param('autostart', False, 'configure and activate at start-up (no lifecycle manager)'),
+)
+CONFIG_FIELDS = ('adapt', 'inner_steps', 'rollouts_per_step', 'episode_steps', 'state_timeout',
+                 'max_param_delta', 'rate_limit', 'ramp_in_steps', 'fade_in_steps',
+                 'accept_window', 'rollback_margin', 'divergence_margin')
+
+
+class AdapterNode(LifecycleNode):
+    """Lifecycle node: configure loads the checkpoint, activate starts the control timer."""
+
+    def __init__(self, **kwargs):
+        """Declare the parameters (a bad value raises ValueError naming it)."""
+        super().__init__('adapter_node', **kwargs)
+        declare_all(self, PARAMETERS)
+        self.adapter = None
+        self._timer = None
+        self._entities = []
+        self._lock = threading.Lock()
+        self._reset_inputs()
+
+    def _reset_inputs(self):
+        self._joints = None          # (position, velocity) in checkpoint order
+        self._joints_time = None     # node-clock seconds at receipt
+        self._joints_wall = None     # perf_counter at receipt (latency)
+        self._goal = None
+        self._odom = None
+        self._rewards = []
+        self._last_reward = None
+        self._episode_reset = False
+        self._published_episodes = 0
+        self._last_error = None
+        self.latencies = []          # seconds from joint_states receipt to command publish
+
+    # ------------------------------------------------------------------------ lifecycle
+    def on_configure(self, state) -> TransitionCallbackReturn:
+        """Validate parameters, load the checkpoint and create topics and services."""
+        try:
+            self.values = values = read_all(self, PARAMETERS)
+            validate_topic_name(values['command_topic'])
+            config = OnlineConfig(**{k: values[k] for k in CONFIG_FIELDS})
+            import torch
+            torch.set_num_threads(values['torch_threads'])
+            self.adapter = load_adapter(
+                values['checkpoint'], config, persist_path=values['persist_path'],
+                seed=values['seed'], log=self.get_logger().warning)
+        except (ValueError, OSError) as err:
+            self.get_logger().error(f'configure failed: {err}')
+            self.adapter = None
+            return TransitionCallbackReturn.FAILURE
+        warm = self.adapter.warm_up()
+        spec = self.adapter.spec
+        period = spec.control_period
+        self.period = 1.0 / values['control_rate_hz'] if values['control_rate_hz'] else period
+        if not self.period or self.period <= 0:
+            self.get_logger().error('configure failed: the checkpoint has no control period; '
+                                    'set control_rate_hz')
+            return TransitionCallbackReturn.FAILURE
+        if period and abs(self.period - period) > 1e-6:
+            self.get_logger().warning(f'control period {self.period:.4f}s differs from the '
+                                      f'{period:.4f}s the policy was trained at')
+        self._create_entities(values)
+        self.get_logger().info(
+            f'loaded {values["checkpoint"]}: joints {list(spec.joint_names)}, '
+            f'{1.0 / self.period:.1f} Hz, reward {values["reward_source"]}, '
+            f'adapt {values["adapt"]}, resumed {self.adapter.stats["resumed"]}, '
+            f'update warm-up {warm * 1e3:.0f} ms')
+        return TransitionCallbackReturn.SUCCESS
+
+    def _create_entities(self, values):
+        self._reset_inputs()
+        add = self._entities.append
+        add(self.create_subscription(JointState, 'joint_states', self._on_joints,
+                                     qos_profile_sensor_data))
+        if 'goal' in self.adapter.spec.needs:
+            add(self.create_subscription(PointStamped, 'goal', self._on_goal, 10))
+        if 'odom' in self.adapter.spec.needs:
+            add(self.create_subscription(Odometry, 'odom', self._on_odom,
+                                         qos_profile_sensor_data))
+        if values['reward_source'] == 'topic':
+            add(self.create_subscription(Float64, 'reward', self._on_reward, 10))
+        add(self.create_subscription(Empty, 'episode_start', self._on_episode_start, 10))
+        self.command_pub = self.create_publisher(Float64MultiArray, values['command_topic'], 10)
+        self.diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
+        self.episode_pub = self.create_publisher(Float64MultiArray, '~/episode_return', 10)
+        add(self.command_pub)
+        add(self.diag_pub)
+        add(self.episode_pub)
+        add(self.create_service(Trigger, '~/reset_adaptation', self._srv_reset))
+        add(self.create_service(SetBool, '~/enable_adaptation', self._srv_enable))
+        add(self.create_service(SetBool, '~/estop', self._srv_estop))
+
+    def on_activate(self, state) -> TransitionCallbackReturn:
+        """Start the control timer (ramp-in first) and the diagnostics timer."""
+        self.adapter.set_estop(self.adapter.estop)   # restart the ramp-in, keep a latched stop
+        self._timer = self.create_timer(self.period, self._control_step)
+        self._diag_timer = self.create_timer(self.values['diagnostics_period'],
+                                             self._publish_diagnostics)
+        self.get_logger().info('active: publishing on ' + self.values['command_topic'])
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_deactivate(self, state) -> TransitionCallbackReturn:
+        """Stop the control timer and publish the hold command."""
+        self._stop_timers()
+        self.command_pub.publish(conversions.command_msg(self.adapter.hold_command()))
+        self.get_logger().info('inactive: hold command published')
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_cleanup(self, state) -> TransitionCallbackReturn:
+        """Persist, then drop topics, services and the adapter."""
+        self._teardown()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state) -> TransitionCallbackReturn:
+        """Hold, persist and release everything."""
+        if self._timer is not None:
+            self._stop_timers()
+            self.command_pub.publish(conversions.command_msg(self.adapter.hold_command()))
+        self._teardown()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _stop_timers(self):
+        for timer in (self._timer, getattr(self, '_diag_timer', None)):
+            if timer is not None:
+                self.destroy_timer(timer)
+        self._timer = self._diag_timer = None
+
+    def _teardown(self):
+        if self.adapter is not None:
+            self.adapter.wait_idle(5.0)
+            self.adapter.persist()
+        for entity in self._entities:
+            for destroy in (self.destroy_subscription, self.destroy_publisher,
+                            self.destroy_service):
+                if destroy(entity):
+                    break
+        self._entities = []
+        self.adapter = None
+
+    # --------------------------------------------------------------------------- inputs
+    def _now(self):
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    def _on_joints(self, msg):
+        try:
+            joints = conversions.joint_arrays(msg, self.adapter.spec.joint_names)
+        except ValueError as err:
+            self._log_input_error(f'bad joint_states: {err}')
+            joints = None
+        with self._lock:
+            self._joints, self._joints_time = joints, self._now()
+            self._joints_wall = time.perf_counter()
+
+    def _log_input_error(self, text):
+        """Log a new kind of input error at once, a repeated one at most once a second."""
+        if text != self._last_error:
+            self._last_error = text
+            self.get_logger().error(text)
+        else:
+            self.get_logger().error(text, throttle_duration_sec=1.0)
+
+    def _on_goal(self, msg):
+        with self._lock:
+            self._goal = conversions.point_array(msg)
+
+    def _on_odom(self, msg):
+        try:
+            fields = conversions.odometry_fields(msg)
+        except ValueError as err:
+            self._log_input_error(f'bad odom: {err}')
+            fields = None
+        with self._lock:
+            self._odom = fields
+
+    def _on_reward(self, msg):
+        with self._lock:
+            self._rewards.append(float(msg.data))
+
+    def _on_episode_start(self, msg):
+        with self._lock:
+            self._episode_reset = True
+
+    def _take_inputs(self):
+        """Return (RobotState or None, age, reward or None) and clear the per-step inputs."""
+        from maml_robot.observation import RobotState
+        with self._lock:
+            joints, stamp, goal, odom = self._joints, self._joints_time, self._goal, self._odom
+            rewards, self._rewards = self._rewards, []
+            reset, self._episode_reset = self._episode_reset, False
+            wall = self._joints_wall
+        if rewards:
+            self._last_reward = float(np.mean(rewards))
+        reward = self._last_reward if self.values['reward_source'] == 'topic' else None
+        needs = self.adapter.spec.needs
+        if joints is None or ('goal' in needs and goal is None) or (
+                'odom' in needs and odom is None):
+            return None, math.inf, reward, reset, wall
+        state = RobotState(joint_position=joints[0], joint_velocity=joints[1], goal=goal,
+                           **(odom or {}))
+        return state, self._now() - stamp, reward, reset, wall
+
+    # ------------------------------------------------------------------------- control
+    def _control_step(self):
+        state, age, reward, reset, wall = self._take_inputs()
+        cmd = self.adapter.act(state, age, reward, episode_start=reset)
+        self.command_pub.publish(conversions.command_msg(cmd.effort))
+        if wall is not None and cmd.mode != MODE_STALE:
+            self.latencies.append(time.perf_counter() - wall)
+            del self.latencies[:-2000]
+        if cmd.mode in (MODE_STALE, MODE_BAD_OBS, MODE_BAD_ACTION):
+            self.get_logger().warning(f'holding: {cmd.mode} (state age {age:.3f}s)',
+                                      throttle_duration_sec=1.0)
+        self._publish_episodes()
+
+    def _publish_episodes(self):
+        returns = self.adapter.episode_returns
+        while self._published_episodes < len(returns):
+            ret, adaptations = returns[self._published_episodes]
+            self._published_episodes += 1
+            self.episode_pub.publish(Float64MultiArray(
+                data=[float(self._published_episodes), ret, float(adaptations)]))
+            self.get_logger().info(f'episode {self._published_episodes}: return {ret:.3f} '
+                                   f'after {adaptations} adaptations')
+
+    def _publish_diagnostics(self):
+        stats = dict(self.adapter.stats)
+        lat = np.asarray(self.latencies[-500:]) * 1e3
+        status = DiagnosticStatus(name='maml_robot/adapter', hardware_id='adapter_node')
+        status.level = DiagnosticStatus.OK
+        status.message = 'adapting' if self.adapter.adapt_enabled else 'adaptation disabled'
+        if self.adapter.estop:
+            status.level, status.message = DiagnosticStatus.WARN, 'e-stop engaged'
+        elif self.adapter.frozen:
+            status.level, status.message = DiagnosticStatus.WARN, 'stale state: holding'
+        stats['latency_p50_ms'] = float(np.percentile(lat, 50)) if lat.size else math.nan
+        stats['latency_p99_ms'] = float(np.percentile(lat, 99)) if lat.size else math.nan
+        stats['latency_max_ms'] = float(lat.max()) if lat.size else math.nan
+        status.values = [KeyValue(key=k, value=str(v)) for k, v in stats.items()]
+        msg = DiagnosticArray(status=[status])
+        msg.header.stamp = self.get_clock().now().to_msg()
+        self.diag_pub.publish(msg)
+
+    # ------------------------------------------------------------------------ services
+    def _srv_reset(self, request, response):
+        self.adapter.reset_adaptation()
+        response.success, response.message = True, 'back to the meta-parameters'
+        self.get_logger().info(response.message)
+        return response
+
+    def _srv_enable(self, request, response):
+        self.adapter.set_adaptation(request.data)
+        response.success = True
+        response.message = 'adaptation ' + ('enabled' if request.data else 'disabled')
+        self.get_logger().info(response.message)
+        return response
+
+    def _srv_estop(self, request, response):
+        self.adapter.set_estop(request.data)
+        if request.data:
+            self.command_pub.publish(conversions.command_msg(self.adapter.hold_command()))
+        response.success = True
+        response.message = 'e-stop ' + ('engaged (latched)' if request.data else 'released')
+        self.get_logger().warning(response.message)
+        return response
+
+
+def main(args=None):
+    """Run the adapter node until shutdown; autostart configures and activates it."""
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = AdapterNode()
+        if node.get_parameter('autostart').value:
+            node.trigger_configure()
+            if node.adapter is None:
+                return 1
+            node.trigger_activate()
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        executor.spin()
+    except ValueError as err:
+        print(f'adapter_node: error: {err}', file=sys.stderr)
+        return 2
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except RCLError:
+        if rclpy.ok():       # a real error, not a publish racing with Ctrl-C
+            raise
+    finally:
+        if node is not None:
+            if node.adapter is not None:
+                node.adapter.persist()
+            node.destroy_node()
+        if rclpy.ok():
+            rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

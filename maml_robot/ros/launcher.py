@@ -1,0 +1,129 @@
+"""Start the nodes as processes from ROS params files (the pip user's ``ros2 launch``)."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from maml_robot.paths import data_path
+
+NODES = {'sim_node': 'maml_robot.ros.sim_node', 'adapter_node': 'maml_robot.ros.adapter_node'}
+
+
+def ros_value(value) -> str:
+    """Format a Python value as the YAML that ``--ros-args -p name:=value`` expects."""
+    if isinstance(value, bool):
+        return 'true' if value else 'false'
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    raise TypeError(f'cannot pass {value!r} as a ROS parameter (use bool, int, float or str)')
+
+
+def parse_overrides(items) -> dict:
+    """Parse ``key=value`` strings (values as YAML) into a dict; ValueError on a bad item."""
+    import yaml
+    out = {}
+    for item in items or ():
+        key, sep, text = item.partition('=')
+        if not sep or not key.strip():
+            raise ValueError(f'--set expects key=value, got {item!r}')
+        value = yaml.safe_load(text) if text.strip() else ''
+        out[key.strip()] = text if isinstance(value, (dict, list)) or value is None else value
+    return out
+
+
+def default_params_file(node: str) -> str:
+    """Return the shipped params file of a node: config/sim.yaml or config/adapter.yaml."""
+    return str(data_path('config', 'sim.yaml' if node == 'sim_node' else 'adapter.yaml'))
+
+
+def ros_args(params_files=(), overrides=None, namespace=None, remaps=None) -> list:
+    """Return the ``--ros-args ...`` list for params files, -p overrides, namespace, remaps."""
+    args = ['--ros-args']
+    for path in params_files:
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f'params file {path} does not exist')
+        args += ['--params-file', str(path)]
+    for key, value in (overrides or {}).items():
+        args += ['-p', f'{key}:={ros_value(value)}']
+    if namespace:
+        args += ['-r', f'__ns:={namespace}']
+    for src, dst in (remaps or {}).items():
+        args += ['-r', f'{src}:={dst}']
+    return args
+
+
+def node_command(node: str, params_files=None, overrides=None, namespace=None,
+                 remaps=None) -> list:
+    """Return the argv that runs ``node`` with the given params (the shipped file by default)."""
+    if node not in NODES:
+        raise ValueError(f'unknown node {node!r}; have {sorted(NODES)}')
+    files = [default_params_file(node)] if params_files is None else list(params_files)
+    return [sys.executable, '-m', NODES[node]] + ros_args(files, overrides, namespace, remaps)
+
+
+class NodeProcesses:
+    """A group of node processes on one ROS_DOMAIN_ID; stopping sends SIGINT, then kills."""
+
+    def __init__(self, domain_id=None, log_dir=None):
+        """:param domain_id: ROS_DOMAIN_ID for the children. :param log_dir: logs go here."""
+        self.env = dict(os.environ)
+        if domain_id is not None:
+            self.env['ROS_DOMAIN_ID'] = str(int(domain_id))
+        self.env.setdefault('PYTHONUNBUFFERED', '1')
+        self.log_dir = log_dir
+        self.procs = {}
+        self._logs = []
+
+    def start(self, name: str, argv: list) -> subprocess.Popen:
+        """Start one process; its output goes to ``log_dir/name.log`` (or this terminal)."""
+        out = None
+        if self.log_dir is not None:
+            os.makedirs(self.log_dir, exist_ok=True)
+            out = open(os.path.join(self.log_dir, f'{name}.log'), 'w')
+            self._logs.append(out)
+        proc = subprocess.Popen(argv, env=self.env, stdout=out,
+                                stderr=subprocess.STDOUT if out else None)
+        self.procs[name] = proc
+        return proc
+
+    def check_alive(self):
+        """Raise RuntimeError naming a process that has exited."""
+        for name, proc in self.procs.items():
+            if proc.poll() is not None:
+                raise RuntimeError(f'{name} exited with code {proc.returncode}' + (
+                    f'; see {os.path.join(self.log_dir, name + ".log")}' if self.log_dir else ''))
+
+    def stop(self, name=None, timeout: float = 10.0) -> dict:
+        """Stop one (or every) process cleanly; return {name: exit code}."""
+        names = [name] if name else list(self.procs)
+        for n in names:
+            if self.procs[n].poll() is None:
+                self.procs[n].send_signal(signal.SIGINT)
+        codes = {}
+        deadline = time.monotonic() + timeout
+        for n in names:
+            proc = self.procs.pop(n)
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            codes[n] = proc.returncode
+        if not self.procs:
+            for f in self._logs:
+                f.close()
+            self._logs = []
+        return codes
+
+    def __enter__(self):
+        """Return self."""
+        return self
+
+    def __exit__(self, *exc):
+        """Stop every process."""
+        if self.procs:
+            self.stop()

@@ -1,0 +1,65 @@
+"""Declare ROS parameters from one table (name, default, description, range) and read them."""
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.exceptions import ParameterException
+
+
+@dataclass(frozen=True)
+class Param:
+    """One declared parameter: its default fixes its type."""
+
+    name: str
+    default: Any
+    description: str
+    low: Optional[float] = None
+    high: Optional[float] = None
+    choices: Optional[tuple] = None
+
+
+def descriptor(param: Param) -> ParameterDescriptor:
+    """Build the ROS ParameterDescriptor: description, constraints and range."""
+    desc = ParameterDescriptor(description=param.description)
+    if param.choices:
+        desc.additional_constraints = 'one of: ' + ', '.join(param.choices)
+    if param.low is not None and isinstance(param.default, bool):
+        raise TypeError(f'{param.name}: a bool parameter cannot have a range')
+    if param.low is not None and isinstance(param.default, int):
+        desc.integer_range = [IntegerRange(from_value=int(param.low), to_value=int(param.high),
+                                           step=1)]
+    elif param.low is not None:
+        desc.floating_point_range = [FloatingPointRange(from_value=float(param.low),
+                                                        to_value=float(param.high), step=0.0)]
+    return desc
+
+
+def declare_all(node, table) -> None:
+    """
+    Declare every parameter of ``table`` on ``node``.
+
+    A value of the wrong type or out of range (from a params file or ``-p``) raises ValueError
+    naming the parameter, the bad value and what is expected.
+    """
+    for param in table:
+        try:
+            node.declare_parameter(param.name, param.default, descriptor(param))
+        except ParameterException as err:
+            expected = type(param.default).__name__
+            if param.low is not None:
+                expected += f' in [{param.low}, {param.high}]'
+            raise ValueError(f'parameter {param.name!r}: {err}; expected {expected} '
+                             f'(default {param.default!r})') from err
+
+
+def read_all(node, table) -> dict:
+    """Return {name: value}, checking choices; ValueError names the parameter to fix."""
+    values = {}
+    for param in table:
+        value = node.get_parameter(param.name).value
+        if param.choices and value not in param.choices:
+            raise ValueError(f'parameter {param.name!r} is {value!r}; expected one of '
+                             f'{list(param.choices)}')
+        values[param.name] = value
+    return values

@@ -1,0 +1,221 @@
+"""sim_node: a PyBullet robot (maml_robot.sim.world.World) behind ROS topics, in sim time."""
+
+import sys
+import threading
+
+from builtin_interfaces.msg import Time
+from geometry_msgs.msg import PointStamped
+from maml_robot.ros import conversions
+from maml_robot.ros.params import declare_all, Param, read_all
+from nav_msgs.msg import Odometry
+import numpy as np
+import rclpy
+from rclpy._rclpy_pybind11 import RCLError
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import qos_profile_sensor_data
+from rclpy.validate_topic_name import validate_topic_name
+from rosgraph_msgs.msg import Clock
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Empty, Float64, Float64MultiArray
+from std_srvs.srv import SetBool, Trigger
+import yaml
+
+PARAMETERS = (
+    Param('scenario', 'reacher', 'shipped scenario name or path to a scenario YAML'),
+    Param('task_split', 'test', 'split to take the dynamics from (nominal: no change)',
+          choices=('nominal', 'train', 'test', 'ood')),
+    Param('task_index', 0, 'index of the task in the split', 0, 100000),
+    Param('task', '', 'explicit dynamics as a JSON/YAML mapping of Task fields (overrides '
+          'task_split), e.g. {payload: 0.1, motor_direction: [1, -1]}'),
+    Param('seed', 0, 'seed of initial poses, goals and sensor noise', 0, 2 ** 31 - 1),
+    Param('real_time_factor', 1.0, 'sim seconds per wall second', 0.01, 1000.0),
+    Param('command_topic', '/forward_effort_controller/commands',
+          'std_msgs/Float64MultiArray efforts in scenario joint order'),
+    Param('command_timeout', 0.1, 'sim seconds without commands before holding zero effort',
+          0.0, 60.0),
+    Param('episode_steps', 0, 'control steps per episode; 0 = the scenario', 0, 1000000),
+    Param('auto_reset', True, 'reset the robot (new goal) after each episode'),
+    Param('start_paused', False, 'start paused (call ~/pause false to run)'),
+    Param('frame_id', 'world', 'frame of goal and odom'),
+)
+
+
+class SimNode(Node):
+    """Steps the PyBullet world at control_period / real_time_factor and publishes /clock."""
+
+    def __init__(self, **kwargs):
+        """Declare and validate parameters, build the world (ValueError names a bad one)."""
+        super().__init__('sim_node', **kwargs)
+        declare_all(self, PARAMETERS)
+        self.values = values = read_all(self, PARAMETERS)
+        validate_topic_name(values['command_topic'])
+        from maml_robot.scenario import load_scenario
+        from maml_robot.sim.world import World
+        self.scenario = load_scenario(values['scenario'])
+        self.task = self._task(values)
+        self.world = World(self.scenario, task=self.task)
+        self.rng = np.random.default_rng(values['seed'])
+        self.joint_names = tuple(self.scenario.joint_names)
+        self.limits = np.asarray(self.scenario.effort_limits, dtype=np.float64)
+        self.period = float(self.scenario.control_period)
+        self.episode_steps = values['episode_steps'] or int(self.scenario.episode_steps)
+        self.publish_goal = self.scenario.goal_radius is not None
+        self.publish_odom = self.world.true_state().base_position is not None
+        self._lock = threading.Lock()
+        self._command, self._command_time = None, -np.inf
+        self.paused = values['start_paused']
+        self.sim_time = 0.0
+        self.step_count = 0
+        self.episode = 0
+        self.rejected_commands = 0
+        self._last_error = None
+        self.holding = False
+
+        self.clock_pub = self.create_publisher(Clock, '/clock', 10)
+        self.joint_pub = self.create_publisher(JointState, 'joint_states', qos_profile_sensor_data)
+        self.reward_pub = self.create_publisher(Float64, 'reward', 10)
+        self.episode_pub = self.create_publisher(Empty, 'episode_start', 10)
+        self.goal_pub = self.create_publisher(PointStamped, 'goal', 10)
+        self.odom_pub = self.create_publisher(Odometry, 'odom', qos_profile_sensor_data)
+        self.create_subscription(Float64MultiArray, values['command_topic'], self._on_command, 10)
+        self.create_service(Trigger, '~/reset', self._srv_reset)
+        self.create_service(SetBool, '~/pause', self._srv_pause)
+        self._reset_world()
+        self.timer = self.create_timer(self.period / values['real_time_factor'], self._tick)
+        self.get_logger().info(
+            f'{self.scenario.name}: {self.task.describe(self.scenario)}; joints '
+            f'{list(self.joint_names)}; {1 / self.period:g} Hz x{values["real_time_factor"]:g}')
+
+    def _task(self, values):
+        from maml_robot.dynamics import sample_tasks, Task
+        if values['task'].strip():
+            try:
+                data = yaml.safe_load(values['task'])
+            except yaml.YAMLError as err:
+                raise ValueError(f'parameter task is not valid JSON/YAML: {err}') from None
+            if not isinstance(data, dict):
+                raise ValueError(f'parameter task must be a mapping of Task fields, got {data!r}')
+            return Task.from_dict(data).check(self.scenario)
+        split, index = values['task_split'], values['task_index']
+        if split == 'nominal':
+            return Task.nominal(self.scenario)
+        seed = values['seed'] if split == 'train' else None
+        return sample_tasks(self.scenario, index + 1, split, seed=seed)[index]
+
+    # ----------------------------------------------------------------------- commands
+    def _on_command(self, msg):
+        try:
+            effort = conversions.command_efforts(msg, len(self.joint_names))
+        except ValueError as err:
+            self.rejected_commands += 1
+            text = f'rejected command: {err}'
+            if text != self._last_error:     # a new kind of error at once, repeats throttled
+                self.get_logger().error(text)
+            else:
+                self.get_logger().error(text, throttle_duration_sec=1.0)
+            self._last_error = text
+            return
+        with self._lock:
+            self._command, self._command_time = effort, self.sim_time
+
+    def _current_effort(self):
+        with self._lock:
+            effort, stamp = self._command, self._command_time
+        fresh = effort is not None and self.sim_time - stamp <= self.values['command_timeout']
+        if not fresh:
+            if not self.holding and effort is not None:
+                self.get_logger().warning('commands stopped arriving: holding zero effort')
+            self.holding = True
+            return np.zeros(len(self.joint_names))
+        self.holding = False
+        return np.clip(effort, -self.limits, self.limits)
+
+    # ------------------------------------------------------------------------- stepping
+    def _stamp(self):
+        sec = int(self.sim_time)
+        return Time(sec=sec, nanosec=int(round((self.sim_time - sec) * 1e9)) % 1000000000)
+
+    def _tick(self):
+        if self.paused:
+            return
+        effort = self._current_effort()
+        action = effort / self.limits                          # (J,) normalized
+        before = self.world.true_state()
+        self.world.apply_action(action)
+        self.world.step()
+        self.sim_time += self.period
+        self.step_count += 1
+        from maml_robot.observation import compute_reward
+        reward = compute_reward(self.scenario, before, action, self.world.true_state())
+        self.reward_pub.publish(Float64(data=float(reward)))
+        self._publish_state(effort)
+        if self.values['auto_reset'] and self.step_count >= self.episode_steps:
+            self._reset_world()
+        clock = Clock()
+        clock.clock = self._stamp()
+        self.clock_pub.publish(clock)
+
+    def _publish_state(self, effort):
+        stamp = self._stamp()
+        measured = self.world.measured_state()
+        self.joint_pub.publish(conversions.joint_state_msg(
+            self.joint_names, measured.joint_position, measured.joint_velocity, effort, stamp))
+        frame = self.values['frame_id']
+        if self.publish_goal:
+            self.goal_pub.publish(conversions.point_msg(measured.goal, frame, stamp))
+        if self.publish_odom:
+            self.odom_pub.publish(conversions.odometry_msg(measured, frame, 'base_link', stamp))
+
+    def _reset_world(self):
+        self.world.reset(self.rng)
+        self.step_count = 0
+        self.episode += 1
+        self.episode_pub.publish(Empty())
+        self._publish_state(np.zeros(len(self.joint_names)))
+
+    # ------------------------------------------------------------------------- services
+    def _srv_reset(self, request, response):
+        self._reset_world()
+        response.success, response.message = True, f'episode {self.episode} started'
+        return response
+
+    def _srv_pause(self, request, response):
+        self.paused = bool(request.data)
+        response.success, response.message = True, 'paused' if self.paused else 'running'
+        self.get_logger().info(response.message)
+        return response
+
+    def destroy_node(self):
+        """Close the PyBullet client with the node."""
+        self.world.close()
+        return super().destroy_node()
+
+
+def main(args=None):
+    """Run the sim node until shutdown."""
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = SimNode()
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        executor.spin()
+    except ValueError as err:
+        print(f'sim_node: error: {err}', file=sys.stderr)
+        return 2
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except RCLError:
+        if rclpy.ok():       # a real error, not a publish racing with Ctrl-C
+            raise
+    finally:
+        if node is not None:
+            node.destroy_node()
+        if rclpy.ok():
+            rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
