@@ -302,6 +302,8 @@ def test_online_loop_on_held_out_dynamics_runs_end_to_end(tmp_path):
 @pytest.mark.slow
 @pytest.mark.skipif(not MODEL.is_file(), reason='the shipped meta-policy is not there yet')
 def test_shipped_meta_policy_improves_online_on_held_out_dynamics():
-    returns, stats = online_returns(MODEL, episodes=40)
-    assert stats['adaptations'] >= 3
-    assert np.mean(returns[-12:]) > np.mean(returns[:4]), returns
+    # The inner step was meta-trained on 20 rollouts per task: adapt online with the same
+    # batch, twice, and compare 20 episodes of the meta-policy with 20 after two updates.
+    returns, stats = online_returns(MODEL, episodes=60, rollouts_per_step=20)
+    assert stats['adaptations'] >= 2 and stats['rollbacks'] == 0, stats
+    assert np.mean(returns[-20:]) > np.mean(returns[:20]) + 0.5, returns

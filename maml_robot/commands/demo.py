@@ -14,15 +14,17 @@ MODEL = Path(__file__).resolve().parent.parent / 'models' / 'reacher.safetensors
 def add_arguments(parser):
     """Add the demo's options."""
     parser.add_argument('--out', default='demo_out', help='folder for the plot, data and logs')
-    parser.add_argument('--episodes', type=int, default=40, help='episodes to run')
+    parser.add_argument('--episodes', type=int, default=80,
+                        help='episodes to run (default: the meta-policy, then 3 adaptations)')
     parser.add_argument('--checkpoint', default=None,
                         help=f'meta-policy (default: the shipped {MODEL.name})')
     parser.add_argument('--task-index', type=int, default=None,
                         help='test-split task (default: a heavy payload and a reversed motor)')
     parser.add_argument('--real-time-factor', type=float, default=4.0,
                         help='sim speed (wall time per episode = 2 s / this)')
-    parser.add_argument('--rollouts-per-step', type=int, default=2,
-                        help='episodes per adaptation step')
+    parser.add_argument('--rollouts-per-step', type=int, default=20,
+                        help='episodes per adaptation step (default: the 20 rollouts per task '
+                             'the shipped policy was meta-trained to adapt from)')
     parser.add_argument('--domain-id', type=int, default=None,
                         help='ROS_DOMAIN_ID (default: one derived from the process id)')
 
@@ -157,8 +159,16 @@ def run(args):
                'episodes': [{'episode': e, 'return': r, 'adaptations': a} for e, r, a in rows],
                'meta_policy_mean_return': sum(before) / len(before) if before else None,
                'last_5_mean_return': sum(r[1] for r in rows[-5:]) / len(rows[-5:])}
+    stages = {}
+    for _, ret, count in rows:
+        stages.setdefault(count, []).append(ret)
+    summary['mean_return_by_adaptations'] = {
+        str(count): sum(rets) / len(rets) for count, rets in sorted(stages.items())}
     (out / 'demo.json').write_text(json.dumps(summary, indent=1))
-    print(f'meta-policy mean return {summary["meta_policy_mean_return"]}, last 5 episodes '
-          f'{summary["last_5_mean_return"]:.3f} ({len(after)} episodes adapted)')
+    print(f'{len(after)} of {len(rows)} episodes ran with adapted parameters')
+    for count, rets in sorted(stages.items()):
+        label = 'meta-policy' if count == 0 else f'after {count} adaptation(s)'
+        print(f'  {label:<24} mean return {sum(rets) / len(rets):8.3f} over {len(rets)} '
+              'episodes')
     print(f'plot: {out / "adaptation.png"}')
     return 0
