@@ -100,6 +100,8 @@ def run_probe(domain, seconds):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     parser.add_argument('--seconds', type=float, default=20.0)
+    parser.add_argument('--note', default='',
+                        help='free text recorded with the result (e.g. what else was running)')
     parser.add_argument('--out', default=str(Path(__file__).parent / 'results' /
                                              'ros_latency.md'))
     args = parser.parse_args()
@@ -130,8 +132,7 @@ def main():
         f'Command: `.venv/bin/python benchmarks/ros_latency.py --seconds {args.seconds:g}`',
         f'Measured {time.strftime("%Y-%m-%d %H:%M")} on {os.cpu_count()} CPU cores, torch '
         f'{torch.__version__}, rclpy (PyPI wheels, Fast DDS), reacher policy 64x64, '
-        'torch_threads 1. NOTE: other jobs were running on this 2-core machine; re-run on a '
-        'quiet machine for reference numbers.', '',
+        f'torch_threads 1. {args.note}', '',
         '| metric | value |', '|---|---|',
         f'| commands received | {len(commands)} over {args.seconds - 1:g} s |',
         f'| node latency p50 / p99 / max (latest JointState receipt -> command publish; '
