@@ -101,19 +101,24 @@ def plot(rows, path, title):
     from matplotlib import pyplot as plt
     episodes = [r[0] for r in rows]
     returns = [r[1] for r in rows]
-    fig, ax = plt.subplots(figsize=(7, 4))
-    ax.plot(episodes, returns, 'o-', color='tab:blue', label='return per episode')
-    before = [r for r in rows if r[2] == 0]
-    if before:
-        mean = sum(r[1] for r in before) / len(before)
-        ax.axhline(mean, color='gray', ls='--', label=f'meta-policy mean {mean:.2f}')
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    ax.plot(episodes, returns, 'o-', color='tab:blue', alpha=0.5, ms=3,
+            label='return per episode')
+    stages = {}
+    for episode, ret, count in rows:
+        stages.setdefault(count, []).append((episode, ret))
+    for count, points in sorted(stages.items()):
+        mean = sum(r for _, r in points) / len(points)
+        label = 'meta-policy' if count == 0 else f'after {count} update(s)'
+        ax.hlines(mean, points[0][0], points[-1][0], colors='black' if count == 0 else 'tab:red',
+                  lw=2.5, label=f'{label}: mean {mean:.2f}')
     for (e0, _, a0), (e1, _, a1) in zip(rows, rows[1:]):
         if a1 > a0:
             ax.axvline((e0 + e1) / 2, color='tab:orange', alpha=0.3, lw=1)
     ax.set_xlabel('episode (orange: an adaptation step took effect)')
     ax.set_ylabel('return')
-    ax.set_title(title, fontsize=9)
-    ax.legend(loc='lower right')
+    ax.set_title(title.replace(' shoulder', '\nshoulder'), fontsize=8)
+    ax.legend(loc='lower right', fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

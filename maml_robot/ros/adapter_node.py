@@ -11,11 +11,9 @@ from maml_robot.online import (load_adapter, MODE_BAD_ACTION, MODE_BAD_OBS, MODE
                                OnlineConfig)
 from maml_robot.ros import conversions
 from maml_robot.ros.params import declare_all, Param, read_all
+from maml_robot.ros.spin import run_node
 from nav_msgs.msg import Odometry
 import numpy as np
-import rclpy
-from rclpy._rclpy_pybind11 import RCLError
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from rclpy.qos import qos_profile_sensor_data
 from rclpy.validate_topic_name import validate_topic_name
@@ -314,36 +312,24 @@ class AdapterNode(LifecycleNode):
         return response
 
 
+def _autostart(node):
+    """Configure and activate at start-up when ``autostart`` is set; 1 if configure failed."""
+    if node.get_parameter('autostart').value:
+        node.trigger_configure()
+        if node.adapter is None:
+            return 1
+        node.trigger_activate()
+    return 0
+
+
+def _persist(node):
+    if node.adapter is not None:
+        node.adapter.persist()
+
+
 def main(args=None):
     """Run the adapter node until shutdown; autostart configures and activates it."""
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = AdapterNode()
-        if node.get_parameter('autostart').value:
-            node.trigger_configure()
-            if node.adapter is None:
-                return 1
-            node.trigger_activate()
-        executor = SingleThreadedExecutor()
-        executor.add_node(node)
-        executor.spin()
-    except ValueError as err:
-        print(f'adapter_node: error: {err}', file=sys.stderr)
-        return 2
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except RCLError:
-        if rclpy.ok():       # a real error, not a publish racing with Ctrl-C
-            raise
-    finally:
-        if node is not None:
-            if node.adapter is not None:
-                node.adapter.persist()
-            node.destroy_node()
-        if rclpy.ok():
-            rclpy.try_shutdown()
-    return 0
+    return run_node('adapter_node', AdapterNode, args, start=_autostart, stop=_persist)
 
 
 if __name__ == '__main__':

@@ -7,11 +7,9 @@ from builtin_interfaces.msg import Time
 from geometry_msgs.msg import PointStamped
 from maml_robot.ros import conversions
 from maml_robot.ros.params import declare_all, Param, read_all
+from maml_robot.ros.spin import run_node
 from nav_msgs.msg import Odometry
 import numpy as np
-import rclpy
-from rclpy._rclpy_pybind11 import RCLError
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from rclpy.validate_topic_name import validate_topic_name
@@ -194,27 +192,7 @@ class SimNode(Node):
 
 def main(args=None):
     """Run the sim node until shutdown."""
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = SimNode()
-        executor = SingleThreadedExecutor()
-        executor.add_node(node)
-        executor.spin()
-    except ValueError as err:
-        print(f'sim_node: error: {err}', file=sys.stderr)
-        return 2
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except RCLError:
-        if rclpy.ok():       # a real error, not a publish racing with Ctrl-C
-            raise
-    finally:
-        if node is not None:
-            node.destroy_node()
-        if rclpy.ok():
-            rclpy.try_shutdown()
-    return 0
+    return run_node('sim_node', SimNode, args)
 
 
 if __name__ == '__main__':

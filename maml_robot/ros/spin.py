@@ -1,0 +1,43 @@
+"""The one ``main`` body of our nodes: init, build, spin, clean shutdown, clear errors."""
+
+import sys
+
+import rclpy
+from rclpy._rclpy_pybind11 import RCLError
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+
+
+def run_node(name, make_node, args=None, start=None, stop=None):
+    """
+    Build a node with ``make_node()`` and spin it until shutdown; return the exit code.
+
+    ``start(node)`` runs before spinning and may return a non-zero exit code to stop early;
+    ``stop(node)`` runs on every exit (e.g. to persist state). A ``ValueError`` (a bad
+    parameter) is printed as ``<name>: error: ...`` and gives exit code 2.
+    """
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = make_node()
+        code = start(node) if start is not None else 0
+        if code:
+            return code
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        executor.spin()
+    except ValueError as err:
+        print(f'{name}: error: {err}', file=sys.stderr)
+        return 2
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except RCLError:
+        if rclpy.ok():       # a real error, not a publish racing with Ctrl-C
+            raise
+    finally:
+        if node is not None:
+            if stop is not None:
+                stop(node)
+            node.destroy_node()
+        if rclpy.ok():
+            rclpy.try_shutdown()
+    return 0
