@@ -61,6 +61,7 @@ def collect(domain, episodes, timeout, procs):
     """Subscribe to the adapter's episode returns; return [(episode, return, adaptations)]."""
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
+    from maml_robot.ros.conversions import EPISODE_RETURN_QOS
     from std_msgs.msg import Float64MultiArray
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=domain)
@@ -69,13 +70,16 @@ def collect(domain, episodes, timeout, procs):
 
     def on_return(msg):
         episode, ret, adaptations = msg.data[:3]
+        if len(rows) >= episodes or any(r[0] == int(episode) for r in rows):
+            return
         rows.append((int(episode), float(ret), int(adaptations)))
         tag = 'meta-policy' if adaptations == 0 else f'after {int(adaptations)} adaptations'
         print(f'episode {int(episode):3d}  return {ret:8.3f}  ({tag})', flush=True)
         if len(rows) >= episodes:
             done.set()
 
-    node.create_subscription(Float64MultiArray, '/adapter_node/episode_return', on_return, 10)
+    node.create_subscription(Float64MultiArray, '/adapter_node/episode_return', on_return,
+                             EPISODE_RETURN_QOS)
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(node)
     thread = threading.Thread(target=executor.spin, daemon=True)

@@ -130,7 +130,8 @@ class AdapterNode(LifecycleNode):
         add(self.create_subscription(Empty, 'episode_start', self._on_episode_start, 10))
         self.command_pub = self.create_publisher(Float64MultiArray, values['command_topic'], 10)
         self.diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
-        self.episode_pub = self.create_publisher(Float64MultiArray, '~/episode_return', 10)
+        self.episode_pub = self.create_publisher(Float64MultiArray, '~/episode_return',
+                                                 conversions.EPISODE_RETURN_QOS)
         add(self.command_pub)
         add(self.diag_pub)
         add(self.episode_pub)

@@ -5,8 +5,14 @@ import math
 from geometry_msgs.msg import PointStamped
 from nav_msgs.msg import Odometry
 import numpy as np
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray, MultiArrayDimension
+
+# ~/episode_return keeps its history for late joiners (a monitor or the demo that subscribes
+# after the first episodes ended still gets every episode, in order).
+EPISODE_RETURN_QOS = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE,
+                                durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
 def joint_arrays(msg: JointState, joint_names) -> tuple:
