@@ -1,17 +1,13 @@
 """``maml-robot adapt``: run adapter_node from its params file (autostart, no manager)."""
 
-from maml_robot.commands.sim import run_node
+from maml_robot.commands.sim import add_node_arguments, run_node
 
 HELP = 'run the online adapter node (ROS 2) from config/adapter.yaml plus overrides'
 
 
 def add_arguments(parser):
     """Add the node's options."""
-    parser.add_argument('--params-file', action='append', default=None,
-                        help='ROS 2 params file (repeatable); default: config/adapter.yaml')
-    parser.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
-                        help='override one parameter, e.g. --set checkpoint=model.safetensors')
-    parser.add_argument('--domain-id', type=int, default=None, help='ROS_DOMAIN_ID to use')
+    add_node_arguments(parser, 'config/adapter.yaml', 'checkpoint=model.safetensors')
 
 
 def run(args):

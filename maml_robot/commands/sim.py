@@ -5,13 +5,18 @@ from maml_robot.ros import launcher
 HELP = 'run the PyBullet sim node (ROS 2) from config/sim.yaml plus overrides'
 
 
+def add_node_arguments(parser, params_file, example):
+    """Add the options every node command takes (params files, overrides, domain id)."""
+    parser.add_argument('--params-file', action='append', default=None,
+                        help=f'ROS 2 params file (repeatable); default: {params_file}')
+    parser.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
+                        help=f'override one parameter, e.g. --set {example}')
+    parser.add_argument('--domain-id', type=int, default=None, help='ROS_DOMAIN_ID to use')
+
+
 def add_arguments(parser):
     """Add the node's options."""
-    parser.add_argument('--params-file', action='append', default=None,
-                        help='ROS 2 params file (repeatable); default: config/sim.yaml')
-    parser.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
-                        help='override one parameter, e.g. --set task_split=ood')
-    parser.add_argument('--domain-id', type=int, default=None, help='ROS_DOMAIN_ID to use')
+    add_node_arguments(parser, 'config/sim.yaml', 'task_split=ood')
 
 
 def run_node(node, args):
