@@ -3,12 +3,15 @@ adapter_node latency over real DDS at 100 Hz with adaptation running, and update
 
 A probe process plays the robot: joint_states + goal at 200 Hz; adapter_node (its own process,
 reacher checkpoint, adapt on, one episode of 50 steps per update so it adapts every 0.5 s)
-publishes commands at 100 Hz. Reported: the node's own JointState-receipt to command-publish
-latency (p50/p99/max, from /diagnostics), the probe-observed latency (last JointState sent to
-command received, includes waiting for the next timer tick), deadline misses (command gaps >
-1.5 periods), and the inner_step update time (in the node, and offline on CPU).
+publishes commands at 100 Hz, state-triggered (the default: each command is computed when a
+joint_states message arrives, every other message at 200 Hz) or timer-driven. Reported: the
+node's own JointState-receipt to command-publish latency (p50/p99/max, from /diagnostics), the
+probe-observed latency (last JointState sent to command received: adds DDS both ways and, in
+timer mode, the wait for the next tick), deadline misses (command gaps > 1.5 periods), and the
+inner_step update time (in the node, and offline on CPU).
 
-Run: .venv/bin/python benchmarks/ros_latency.py [--seconds 20] [--out FILE.md]
+Run: .venv/bin/python benchmarks/ros_latency.py [--trigger state|timer] [--seconds 20]
+[--out FILE.md]
 """
 
 import argparse
@@ -100,6 +103,8 @@ def run_probe(domain, seconds):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     parser.add_argument('--seconds', type=float, default=20.0)
+    parser.add_argument('--trigger', default='state', choices=('state', 'timer'),
+                        help="the adapter's trigger parameter")
     parser.add_argument('--note', default='',
                         help='free text recorded with the result (e.g. what else was running)')
     parser.add_argument('--out', default=str(Path(__file__).parent / 'results' /
@@ -111,6 +116,7 @@ def main():
     domain = 40 + os.getpid() % 50
     argv = node_command('adapter_node', overrides={
         'checkpoint': str(ckpt), 'control_rate_hz': RATE_HZ, 'adapt': True,
+        'trigger': args.trigger,
         'rollouts_per_step': 1, 'accept_window': 1, 'episode_steps': 50,
         'ramp_in_steps': 0, 'fade_in_steps': 0, 'diagnostics_period': 1.0})
     with NodeProcesses(domain, log_dir=tmp) as procs:
@@ -128,15 +134,16 @@ def main():
                     if d['last_update_seconds'] != 'nan']
     offline = offline_update_seconds(ckpt) * 1e3
     lines = [
-        '# adapter_node latency (100 Hz, adaptation running)', '',
-        f'Command: `.venv/bin/python benchmarks/ros_latency.py --seconds {args.seconds:g}`',
+        f'# adapter_node latency (100 Hz, adaptation running, trigger {args.trigger})', '',
+        f'Command: `.venv/bin/python benchmarks/ros_latency.py --trigger {args.trigger} '
+        f'--seconds {args.seconds:g}`',
         f'Measured {time.strftime("%Y-%m-%d %H:%M")} on {os.cpu_count()} CPU cores, torch '
         f'{torch.__version__}, rclpy (PyPI wheels, Fast DDS), reacher policy 64x64, '
         f'torch_threads 1. {args.note}', '',
         '| metric | value |', '|---|---|',
         f'| commands received | {len(commands)} over {args.seconds - 1:g} s |',
-        f'| node latency p50 / p99 / max (latest JointState receipt -> command publish; '
-        f'includes the wait for the next timer tick) | '
+        f'| node latency p50 / p99 / max (JointState receipt -> command publish; timer mode '
+        f'includes the wait for the next tick) | '
         f'{float(last["latency_p50_ms"]):.2f} / {float(last["latency_p99_ms"]):.2f} / '
         f'{float(last["latency_max_ms"]):.2f} ms (last 500 steps) |',
         f'| probe-observed p50 / p99 (newest JointState sent before a command -> that command '

@@ -27,8 +27,9 @@ class OnlineConfig:
     """Adapt online from live rewards; False runs the loaded policy (mean action) unchanged."""
     inner_steps: int = 1
     """inner_step calls per update, all on the same batch of live episodes."""
-    rollouts_per_step: int = 2
-    """Live episodes collected under the current parameters before each update."""
+    rollouts_per_step: int = 20
+    """Live episodes collected under the current parameters before each update (the shipped
+    policies were meta-trained for one step on 20 rollouts)."""
     episode_steps: int = 0
     """Control steps per episode; 0 takes the checkpoint's episode length."""
     min_episode_steps: int = 0
@@ -41,7 +42,7 @@ class OnlineConfig:
     """Largest change of a normalized action per control step; 0 disables the rate limit."""
     ramp_in_steps: int = 10
     """Control steps of hold command after start, e-stop release or a sensor outage."""
-    fade_in_steps: int = 50
+    fade_in_steps: int = 25
     """Control steps over which the policy's action is blended in after the ramp-in."""
     accept_window: int = 2
     """Episodes an adapted policy is evaluated on before it is accepted or rolled back."""

@@ -95,3 +95,19 @@ def test_launch_description_builds_with_a_ros_distro(path):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     assert module.generate_launch_description().entities
+
+
+def test_adapter_defaults_agree_with_params_file_and_online_config():
+    """One default per setting: the node, config/adapter.yaml and OnlineConfig agree."""
+    from dataclasses import fields
+    from maml_robot.online import OnlineConfig
+    from maml_robot.ros.adapter_node import CONFIG_FIELDS
+    params = yaml.safe_load(FILES['adapter_node'].read_text())['/**']['ros__parameters']
+    table = {p.name: p.default for p in TABLES['adapter_node']}
+    deployment_only = {'checkpoint', 'autostart'}     # the yaml names what to run and starts it
+    differ = {k: (table[k], v) for k, v in params.items()
+              if k not in deployment_only and v != table[k]}
+    assert not differ, f'node default vs config/adapter.yaml: {differ}'
+    config = {f.name: f.default for f in fields(OnlineConfig)}
+    differ = {k: (table[k], config[k]) for k in CONFIG_FIELDS if table[k] != config[k]}
+    assert not differ, f'node default vs OnlineConfig: {differ}'

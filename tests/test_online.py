@@ -28,6 +28,7 @@ def make_adapter(inner_step_fn=None, persist_fn=None, spec_kw=None, seed=0, **co
     config.setdefault('synchronous', True)
     config.setdefault('ramp_in_steps', 0)
     config.setdefault('fade_in_steps', 0)
+    config.setdefault('rollouts_per_step', 2)
     policy = GaussianPolicy(PolicyConfig(obs_dim=3, act_dim=2, hidden_sizes=(8,),
                                          init_log_std=-0.5))
     spec = online.AdapterSpec(joint_names=('a_joint', 'b_joint'), action_scale=SCALE,

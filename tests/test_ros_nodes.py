@@ -111,13 +111,20 @@ def read_log(tmp_path, name):
     return (tmp_path / f'{name}.log').read_text()
 
 
-def test_adapter_node_inputs_safety_and_estop(checkpoint, tmp_path):
+@pytest.mark.parametrize('trigger', ['state', 'timer'])
+def test_adapter_node_inputs_safety_and_estop(checkpoint, tmp_path, trigger):
     domain = domain_id()
     probe = Probe(domain)
     try:
         with NodeProcesses(domain, log_dir=tmp_path) as procs:
-            procs.start('adapter', adapter_argv(checkpoint))
+            procs.start('adapter', adapter_argv(checkpoint, trigger=trigger))
             probe.wait_commands(5)
+            # fixed rate: states at 100 Hz, control at 50 Hz -> about 50 commands a second
+            # (state mode decimates the stream to the control rate, timer mode ticks at it)
+            start = time.monotonic()
+            count = len(probe.stream(1.0))
+            rate = count / (time.monotonic() - start)
+            assert 40 <= rate <= 60, f'{count} commands in 1 s at 50 Hz ({trigger})'
             # joints by NAME: shuffled order and extra joints give the same command
             ordered = probe.stream(0.4)[-1]
             assert np.any(np.abs(ordered) > 0)

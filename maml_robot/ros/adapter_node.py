@@ -25,19 +25,22 @@ PARAMETERS = (
     Param('checkpoint', 'reacher', 'meta-policy: a .safetensors path or a shipped model name'),
     Param('control_rate_hz', 0.0, 'command rate; 0 = the checkpoint control period', 0.0,
           1000.0),
+    Param('trigger', 'state', 'state: one command per joint_states message (at most '
+          'control_rate_hz), computed on receipt; timer: a command every control period from '
+          'the latest state', choices=('state', 'timer')),
     Param('command_topic', '/forward_effort_controller/commands',
           'std_msgs/Float64MultiArray efforts in checkpoint joint order'),
     Param('reward_source', 'internal', 'internal: compute_reward from observed states; '
           'topic: std_msgs/Float64 on reward', choices=('internal', 'topic')),
     Param('adapt', True, 'adapt online from live rewards'),
     Param('inner_steps', 1, 'inner_step calls per update', 1, 100),
-    Param('rollouts_per_step', 2, 'live episodes per update', 1, 1000),
+    Param('rollouts_per_step', 20, 'live episodes per update', 1, 1000),
     Param('episode_steps', 0, 'control steps per episode; 0 = the checkpoint', 0, 1000000),
     Param('state_timeout', 0.1, 'seconds of joint_states silence before holding', 0.001, 60.0),
     Param('max_param_delta', 1.0, 'largest L2 norm of one parameter update', 1e-6, 1e6),
     Param('rate_limit', 0.0, 'largest normalized action change per step; 0 = off', 0.0, 2.0),
     Param('ramp_in_steps', 10, 'hold steps after start, e-stop release or outage', 0, 100000),
-    Param('fade_in_steps', 50, 'steps to blend the policy in after the ramp-in', 0, 100000),
+    Param('fade_in_steps', 25, 'steps to blend the policy in after the ramp-in', 0, 100000),
     Param('accept_window', 2, 'episodes to judge an update before accepting it', 1, 1000),
     Param('rollback_margin', 0.1, 'relative return drop that rolls an update back', 0.0, 10.0),
     Param('divergence_margin', 0.5, 'relative drop below the meta-policy that reverts to it',
@@ -71,6 +74,8 @@ class AdapterNode(LifecycleNode):
         self._joints = None          # (position, velocity) in checkpoint order
         self._joints_time = None     # node-clock seconds at receipt
         self._joints_wall = None     # perf_counter at receipt (latency)
+        self._last_state_stamp = None  # stamp of the last state that triggered a command
+        self._last_command_time = -math.inf   # node-clock time of the last command
         self._goal = None
         self._odom = None
         self._rewards = []
@@ -118,6 +123,7 @@ class AdapterNode(LifecycleNode):
     def _create_entities(self, values):
         self._reset_inputs()
         add = self._entities.append
+        self._state_triggered = values['trigger'] == 'state'
         add(self.create_subscription(JointState, 'joint_states', self._on_joints,
                                      qos_profile_sensor_data))
         if 'goal' in self.adapter.spec.needs:
@@ -140,9 +146,17 @@ class AdapterNode(LifecycleNode):
         add(self.create_service(SetBool, '~/estop', self._srv_estop))
 
     def on_activate(self, state) -> TransitionCallbackReturn:
-        """Start the control timer (ramp-in first) and the diagnostics timer."""
+        """
+        Start control (ramp-in first) and the diagnostics timer.
+
+        With ``trigger: timer`` the control timer computes every command. With ``trigger:
+        state`` each joint_states message computes one (at most one per control period) and
+        the timer only steps in when no command went out for 1.5 periods: states that stop
+        arriving still get the hold command within ``state_timeout``.
+        """
         self.adapter.set_estop(self.adapter.estop)   # restart the ramp-in, keep a latched stop
-        self._timer = self.create_timer(self.period, self._control_step)
+        self._last_state_stamp, self._last_command_time = None, -math.inf
+        self._timer = self.create_timer(self.period, self._on_timer)
         self._diag_timer = self.create_timer(self.values['diagnostics_period'],
                                              self._publish_diagnostics)
         self.get_logger().info('active: publishing on ' + self.values['command_topic'])
@@ -199,6 +213,17 @@ class AdapterNode(LifecycleNode):
         with self._lock:
             self._joints, self._joints_time = joints, self._now()
             self._joints_wall = time.perf_counter()
+        if self._state_triggered and self._timer is not None:
+            stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+            self._on_state(stamp or self._joints_time)
+
+    def _on_state(self, stamp):
+        """State-triggered control: act on this state unless one acted < 0.75 period ago."""
+        last = self._last_state_stamp
+        if last is not None and 0.0 <= stamp - last < 0.75 * self.period:
+            return
+        self._last_state_stamp = stamp
+        self._control_step()
 
     def _log_input_error(self, text):
         """Log a new kind of input error at once, a repeated one at most once a second."""
@@ -249,10 +274,16 @@ class AdapterNode(LifecycleNode):
         return state, self._now() - stamp, reward, reset, wall
 
     # ------------------------------------------------------------------------- control
+    def _on_timer(self):
+        if (not self._state_triggered
+                or self._now() - self._last_command_time > 1.5 * self.period):
+            self._control_step()
+
     def _control_step(self):
         state, age, reward, reset, wall = self._take_inputs()
         cmd = self.adapter.act(state, age, reward, episode_start=reset)
         self.command_pub.publish(conversions.command_msg(cmd.effort))
+        self._last_command_time = self._now()
         if wall is not None and cmd.mode != MODE_STALE:
             self.latencies.append(time.perf_counter() - wall)
             del self.latencies[:-2000]
