@@ -1,0 +1,105 @@
+"""Settings, deployment contract and command of the online adapter."""
+
+from dataclasses import dataclass
+import math
+from typing import Callable, Optional
+
+import numpy as np
+
+
+# Why an action was (or was not) the policy's: reported with every command.
+MODE_POLICY = 'policy'
+MODE_RAMP = 'ramp_in'
+MODE_FADE = 'fade_in'
+MODE_ESTOP = 'estop'
+MODE_STALE = 'stale_state'
+MODE_BAD_OBS = 'bad_observation'
+MODE_BAD_ACTION = 'bad_action'
+
+
+@dataclass
+class OnlineConfig:
+    """Settings of the online adapter (the adapter node's parameters mirror these)."""
+
+    adapt: bool = True
+    """Adapt online from live rewards; False runs the loaded policy (mean action) unchanged."""
+    inner_steps: int = 1
+    """inner_step calls per update, all on the same batch of live episodes."""
+    rollouts_per_step: int = 20
+    """Live episodes collected under the current parameters before each update (the shipped
+    policies were meta-trained for one step on 20 rollouts)."""
+    episode_steps: int = 0
+    """Control steps per episode; 0 takes the checkpoint's episode length."""
+    min_episode_steps: int = 0
+    """Shorter episodes (cut by a reset signal) are not learned from; 0 = half an episode."""
+    state_timeout: float = 0.1
+    """Seconds without fresh state before the hold command is sent and adaptation freezes."""
+    max_param_delta: float = 1.0
+    """Largest L2 norm of one update over all parameters; a larger step is scaled down to it."""
+    rate_limit: float = 0.0
+    """Largest change of a normalized action per control step; 0 disables the rate limit."""
+    ramp_in_steps: int = 10
+    """Control steps of hold command after start, e-stop release or a sensor outage."""
+    fade_in_steps: int = 25
+    """Control steps over which the policy's action is blended in after the ramp-in."""
+    accept_window: int = 2
+    """Episodes an adapted policy is evaluated on before it is accepted or rolled back."""
+    rollback_margin: float = 0.1
+    """Roll back when the window return is below the previous one by this fraction of |it|."""
+    divergence_margin: float = 0.5
+    """Revert to the meta-parameters when the return falls this fraction of |meta| below it."""
+    synchronous: bool = False
+    """Run updates inline in act() (deterministic tests); False runs them on their own thread."""
+
+    def __post_init__(self):
+        """Check every field; the message says which one to change."""
+        positive = {'inner_steps': self.inner_steps, 'rollouts_per_step': self.rollouts_per_step,
+                    'accept_window': self.accept_window}
+        for name, value in positive.items():
+            if int(value) != value or value < 1:
+                raise ValueError(f'{name} must be an integer >= 1, got {value!r}')
+        for name in ('episode_steps', 'min_episode_steps', 'ramp_in_steps', 'fade_in_steps'):
+            value = getattr(self, name)
+            if int(value) != value or value < 0:
+                raise ValueError(f'{name} must be an integer >= 0, got {value!r}')
+        for name in ('state_timeout', 'max_param_delta'):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f'{name} must be a finite number > 0, got {value!r}')
+        for name in ('rate_limit', 'rollback_margin', 'divergence_margin'):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f'{name} must be a finite number >= 0, got {value!r}')
+
+
+@dataclass(frozen=True)
+class AdapterSpec:
+    """What the adapter needs from a checkpoint: the deployment contract."""
+
+    joint_names: tuple
+    """Controlled joints in checkpoint (scenario) order; commands follow this order."""
+    action_scale: np.ndarray
+    """(J,) effort limits: effort = normalized action * action_scale, clamped to +-it."""
+    episode_steps: int
+    """Control steps per training episode."""
+    observe: Callable
+    """observe(state) -> (obs_dim,) observation, the function training used."""
+    reward: Callable
+    """reward(state, action, next_state) -> float, the function training used."""
+    inner_lr: object = 0.1
+    """Inner-loop step size: a float or a dict of per-parameter tensors (Meta-SGD)."""
+    inner_kwargs: Optional[dict] = None
+    """Extra keyword arguments of inner_step (gamma, gae_lambda, first_order)."""
+    control_period: float = 0.0
+    """Seconds per control step in training (0 if unknown)."""
+    needs: tuple = ()
+    """Extra RobotState sources the observation needs: 'goal' and/or 'odom'."""
+
+
+@dataclass
+class Command:
+    """One control step's output."""
+
+    effort: np.ndarray      # (J,) efforts to publish, finite and within +-action_scale
+    action: np.ndarray      # (J,) normalized action after clamp, rate limit and fade
+    mode: str               # MODE_* above

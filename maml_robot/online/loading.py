@@ -1,0 +1,125 @@
+"""Load a checkpoint (and persisted adapted parameters) into an OnlineAdapter."""
+
+import math
+
+from maml_robot.online.adapter import OnlineAdapter
+from maml_robot.online.config import AdapterSpec, OnlineConfig
+import numpy as np
+import torch
+
+
+GOAL_TERMS = ('goal_position', 'fingertip_to_goal', 'goal_distance')
+SHIPPED_MODELS = ('reacher', 'cheetah', 'quadruped')
+
+
+def resolve_checkpoint(name_or_path: str):
+    """Return the file of a shipped model name (maml_robot/models/NAME.safetensors) or a path."""
+    from pathlib import Path
+    text = str(name_or_path).strip()
+    if not text:
+        raise ValueError('no checkpoint given: set the checkpoint parameter to a .safetensors '
+                         'file written by `maml-robot train`')
+    if text in SHIPPED_MODELS:
+        return Path(__file__).resolve().parent.parent / 'models' / f'{text}.safetensors'
+    return Path(text).expanduser()
+
+
+def params_fingerprint(params) -> str:
+    """Return a short hash of a params dict (identifies the meta-policy a file adapted)."""
+    import hashlib
+    digest = hashlib.sha256()
+    for name in sorted(params):
+        digest.update(name.encode())
+        digest.update(params[name].detach().to('cpu', torch.float32).contiguous().numpy()
+                      .tobytes())
+    return digest.hexdigest()[:16]
+
+
+def scenario_of(ckpt):
+    """Return the Scenario a checkpoint was trained on (snapshot, else the shipped name)."""
+    from maml_robot.scenario import load_scenario, Scenario
+    if 'source' in ckpt.scenario:
+        return Scenario.from_dict(ckpt.scenario)
+    return load_scenario(ckpt.scenario_name or 'reacher')
+
+
+def spec_from_checkpoint(ckpt, scenario) -> AdapterSpec:
+    """Return the deployment contract of a checkpoint, observing as training did."""
+    from maml_robot.observation import build_observation, compute_reward
+    if tuple(ckpt.joint_names) != tuple(scenario.joint_names):
+        raise ValueError(f'checkpoint joints {list(ckpt.joint_names)} differ from scenario '
+                         f'{scenario.name!r} joints {list(scenario.joint_names)}')
+    terms = set(scenario.observation) | set(scenario.reward)
+    needs = tuple(n for n, used in (('goal', terms & set(GOAL_TERMS)),
+                                    ('odom', any(t.startswith('base_') for t in terms)
+                                     or 'forward_velocity' in terms)) if used)
+    return AdapterSpec(
+        joint_names=tuple(ckpt.joint_names),
+        action_scale=np.asarray(ckpt.action_scale, dtype=np.float64),
+        episode_steps=int(scenario.episode_steps),
+        observe=lambda state: build_observation(scenario, state),
+        reward=lambda state, action, nxt: compute_reward(scenario, state, action, nxt),
+        inner_lr=ckpt.inner_step_size(),
+        inner_kwargs=ckpt.inner_config().advantage_kwargs(),
+        control_period=float(ckpt.control_period), needs=needs)
+
+
+def _saver(path, ckpt, fingerprint):
+    """Return persist_fn: write adapted params as a checkpoint (atomic, via the checkpoint)."""
+    import dataclasses
+    from maml_robot.checkpoint import save_checkpoint
+
+    def persist_fn(params, info):
+        clean = {k: (v if not isinstance(v, float) or math.isfinite(v) else None)
+                 for k, v in info.items()}
+        training = dict(ckpt.training, adapted_from=fingerprint, **clean)
+        save_checkpoint(path, dataclasses.replace(
+            ckpt, params={k: v.detach() for k, v in params.items()}, training=training))
+    return persist_fn
+
+
+def load_adapter(checkpoint, config: OnlineConfig, *, persist_path='', seed=0, log=print):
+    """
+    Load a checkpoint (and resume persisted adapted parameters) into an OnlineAdapter.
+
+    Raises ValueError (CheckpointError) with what to change on a bad or mismatched file.
+    """
+    from pathlib import Path
+    from maml_robot.checkpoint import load_checkpoint
+    ckpt = load_checkpoint(resolve_checkpoint(checkpoint))
+    scenario = scenario_of(ckpt)
+    spec = spec_from_checkpoint(ckpt, scenario)
+    fingerprint = params_fingerprint(ckpt.params)
+    initial = persist_fn = None
+    if persist_path:
+        persist_path = Path(persist_path).expanduser()
+        if persist_path.exists():
+            saved = load_checkpoint(persist_path)
+            origin = saved.training.get('adapted_from')
+            if origin != fingerprint:
+                raise ValueError(f'{persist_path} holds parameters adapted from another '
+                                 f'meta-policy ({origin}, this one is {fingerprint}); delete it '
+                                 'or set another persist_path')
+            initial = saved.params
+            log(f'resuming {saved.training.get("adaptations", "?")} adaptations from '
+                f'{persist_path}')
+        persist_fn = _saver(persist_path, ckpt, fingerprint)
+    return OnlineAdapter(ckpt.make_policy(), ckpt.params, spec, config, seed=seed,
+                         initial_params=initial, persist_fn=persist_fn, log=log)
+
+
+def fresh_checkpoint(scenario, seed: int = 0, hidden_sizes=(64, 64)):
+    """Return a Checkpoint of a freshly initialized (untrained) policy for ``scenario``."""
+    from maml_robot.checkpoint import Checkpoint
+    from maml_robot.observation import observation_layout
+    from maml_robot.policy import GaussianPolicy, PolicyConfig
+    config = PolicyConfig(obs_dim=scenario.obs_dim, act_dim=scenario.act_dim,
+                          hidden_sizes=tuple(hidden_sizes))
+    policy = GaussianPolicy(config)
+    return Checkpoint(policy_config=config, params=policy.init_params(seed),
+                      obs_mean=policy.obs_mean, obs_std=policy.obs_std,
+                      joint_names=tuple(scenario.joint_names),
+                      observation_layout=tuple(observation_layout(scenario)),
+                      action_scale=tuple(float(x) for x in scenario.effort_limits),
+                      control_period=float(scenario.control_period),
+                      scenario=scenario.to_dict(), training={'fresh_init_seed': seed})
