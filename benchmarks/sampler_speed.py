@@ -7,9 +7,10 @@ Three numbers from one run, same scenario and worker count:
    same train tasks -- the ceiling of one core; ``raw x workers`` is the ideal for the pool
    (target: sampler >= 80 % of it); also the same raw loop in ``workers`` processes at once,
    which shows what the cores deliver while other jobs share the machine;
-2. sampler: ``Sampler.sample`` with ``tasks x rollouts`` envs spread over the workers, one
-   batched (vmapped) policy call per step and group, counting valid env steps over wall time;
-   pipelined (default) and serial, alternating call by call;
+2. sampler: ``Sampler.sample`` with ``tasks x rollouts`` envs spread over the workers, counting
+   valid env steps over wall time, variants alternating call by call: central inference (one
+   batched, vmapped policy call per step in the main process; serial, pipelined, per-task
+   params) and worker inference (whole episodes inside the workers, numpy policy);
 3. sb3: SB3's own rollout collection (``PPO.collect_rollouts``) over ``SubprocVecEnv`` with one
    env per worker process and an MLP policy of the same size (target: sampler >= 4x).
 
@@ -80,19 +81,22 @@ def sampler_rate(scenario: str, workers: int, task_list: list, rollouts: int, re
     policy = GaussianPolicy(PolicyConfig(sc.obs_dim, sc.act_dim, hidden_sizes=hidden))
     tasks = len(task_list)
     params = policy.init_params(0)
-    variants = {  # name -> (pipeline, params_b)
-        'serial': (False, expand_params(params, tasks)),
-        'pipelined': (True, expand_params(params, tasks)),
-        # adapted params differ per task: the vmapped call of post-update sampling
-        'per-task': (False, stack_params([{k: v + 0.01 * b for k, v in params.items()}
-                                          for b in range(tasks)])),
+    shared = expand_params(params, tasks)
+    # adapted params differ per task: the vmapped call of post-update sampling
+    per_task = stack_params([{k: v + 0.01 * b for k, v in params.items()} for b in range(tasks)])
+    variants = {  # name -> (inference, pipeline, params_b)
+        'serial': ('central', False, shared),
+        'pipelined': ('central', True, shared),
+        'per-task': ('central', False, per_task),
+        'workers': ('workers', False, shared),
+        'workers-per-task': ('workers', False, per_task),
     }
     best = dict.fromkeys(variants, 0.0)
     with Sampler(sc, num_workers=workers, seed=0, device=device, max_envs=max_envs) as sampler:
-        sampler.sample(policy, variants['serial'][1], task_list, rollouts)  # starts the pool
+        sampler.sample(policy, shared, task_list, rollouts)  # starts the pool
         for _ in range(repeats):
-            for name, (pipeline, params_b) in variants.items():
-                sampler.pipeline = pipeline
+            for name, (inference, pipeline, params_b) in variants.items():
+                sampler.inference, sampler.pipeline = inference, pipeline
                 start = time.perf_counter()
                 eps = sampler.sample(policy, params_b, task_list, rollouts)
                 rate = eps.mask.sum().item() / (time.perf_counter() - start)
@@ -174,8 +178,15 @@ def main(argv=None) -> None:
         f'| same, pipeline=True | {ours["pipelined"]:,.0f} | '
         f'{ours["pipelined"] / ideal:.0%} of ideal; {ours["pipelined"] / parallel:.0%} of '
         'parallel raw |',
+        f'| Sampler, inference=workers (whole episodes in the workers, numpy policy) | '
+        f'{ours["workers"]:,.0f} | {ours["workers"] / ideal:.0%} of ideal (target >= 80%); '
+        f'{ours["workers"] / parallel:.0%} of parallel raw |',
+        f'| same, different params per task | {ours["workers-per-task"]:,.0f} | '
+        f'{ours["workers-per-task"] / ideal:.0%} of ideal; '
+        f'{ours["workers-per-task"] / parallel:.0%} of parallel raw |',
         f'| SB3 PPO.collect_rollouts, SubprocVecEnv {args.workers} procs (policy 64x64) | '
-        f'{sb3:,.0f} | sampler (default) = {fastest / sb3:.1f}x SB3 (target >= 4x) |',
+        f'{sb3:,.0f} | sampler (default) = {fastest / sb3:.1f}x SB3, inference=workers = '
+        f'{ours["workers"] / sb3:.1f}x (target >= 4x) |',
         '',
     ]
     text = '\n'.join(lines)

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 logger = logging.getLogger(__name__)
+INFERENCE = ('central', 'workers')
 
 
 class SamplerError(RuntimeError):
@@ -71,6 +72,12 @@ class Sampler:
     :param max_envs: environments alive at once (each PyBullet client costs ~30 MB): the tasks
         are rolled out in waves of ``max(1, max_envs // N)`` tasks. Results depend on the
         seed, ``N`` and ``max_envs``, never on the number of workers.
+    :param inference: 'central' (default): the main process computes every action, one
+        batched call per step on ``device`` (the GPU when there is one), and the workers only
+        step; 'workers': each worker gets the policy once per call and runs whole episodes
+        with a numpy copy of it (no per-step round trip; fastest on a CPU-only machine, see
+        ``maml_robot.sampling.rollout``). The two draw different exploration noise (same
+        statistics); neither depends on the number of workers or on the backend.
     """
 
     def __init__(self, scenario=None, num_workers: int = 1, seed: int = 0, *,
@@ -78,7 +85,7 @@ class Sampler:
                  env_factory: Callable[[], Any] | None = None,
                  backend: WorkerBackend | None = None, max_retries: int = 2,
                  step_timeout: float = 60.0, pipeline: bool = False,
-                 max_envs: int = 64):
+                 max_envs: int = 64, inference: str = 'central'):
         if env_factory is None:
             if scenario is None:
                 raise ValueError('Sampler needs a scenario or an env_factory')
@@ -95,6 +102,9 @@ class Sampler:
             raise ValueError(f'max_retries must be >= 0, got {max_retries}')
         if max_envs < 1:
             raise ValueError(f'max_envs must be >= 1, got {max_envs}')
+        if inference not in INFERENCE:
+            raise ValueError(f'inference must be one of {INFERENCE}, got {inference!r}')
+        self.inference = inference
         self.max_envs = int(max_envs)
         self.env_factory = env_factory
         self.horizon = int(horizon)
@@ -207,6 +217,8 @@ class Sampler:
         groups = min(GROUPS, num_rollouts) if self.pipeline else 1
         env_tasks = [task for task in tasks for _ in range(num_rollouts)]
         self.backend.set_tasks(env_tasks + [tasks[-1]] * (pool - used))  # idle envs: any task
+        if self.inference == 'workers':
+            return self._episodes_from_workers(policy, params_b, env_seeds, shape)
         seeds = np.zeros(pool, dtype=np.int64)
         seeds[:used] = env_seeds
         obs_bn = self.backend.reset(seeds)[:used].reshape(shape + (obs_dim,))  # shared view
@@ -274,3 +286,35 @@ class Sampler:
         return Episodes(observations=arrange(obs_buf), actions=arrange(act_buf),
                         rewards=arrange(rew_buf), mask=arrange(mask_buf),
                         log_probs=arrange(logp_buf))
+
+    def _episodes_from_workers(self, policy, params_b, env_seeds, shape):
+        """Run the wave's episodes inside the workers; log-probs in one batched call here."""
+        from maml_robot.meta.episodes import Episodes
+        from maml_robot.sampling.rollout import RolloutJob
+        num_tasks, num_rollouts = shape
+        config = policy.config
+        same = all(v.dim() > 0 and v.stride(0) == 0 for v in params_b.values())
+        params = {k: np.ascontiguousarray(v[:1] if same else v, dtype=np.float32)
+                  for k, v in ((k, v.detach().cpu().numpy()) for k, v in params_b.items())}
+        index = np.repeat(np.arange(num_tasks), num_rollouts) * (0 if same else 1)
+        job = RolloutJob(
+            params=params, obs_mean=policy.obs_mean.detach().cpu().numpy().astype(np.float32),
+            obs_std=policy.obs_std.detach().cpu().numpy().astype(np.float32),
+            obs_clip=float(config.obs_clip), activation=config.activation,
+            num_hidden=len(config.hidden_sizes), horizon=self.horizon, task_index=index,
+            seeds=np.asarray(env_seeds, dtype=np.int64),
+            slot=np.tile(np.arange(num_rollouts), num_tasks), slots=num_rollouts)
+        out = self.backend.rollout(job)
+        dev = self.device
+
+        def arrange(x):  # (B*N, T, ...) -> (B, N, T, ...)
+            return torch.as_tensor(x).reshape(shape + x.shape[1:]).to(dev)
+
+        obs, actions = arrange(out['observations']), arrange(out['actions'])
+        mask = arrange(out['mask'])
+        with torch.no_grad():
+            params_d = {k: v.detach().to(dev) for k, v in params_b.items()}
+            log_probs = policy.batched_log_prob(params_d, obs, actions) * mask
+        self.env_steps += int(mask.sum())
+        return Episodes(observations=obs, actions=actions, rewards=arrange(out['rewards']),
+                        mask=mask, log_probs=log_probs)

@@ -10,6 +10,7 @@ import yaml
 ALGORITHMS = ('promp', 'trpo', 'fomaml')
 DEVICES = ('auto', 'cpu', 'cuda')
 ACTIVATIONS = ('tanh', 'relu', 'elu')
+INFERENCE = ('central', 'workers')
 
 
 @dataclass
@@ -62,6 +63,10 @@ class TrainConfig:
     """Environments alive at once (~30 MB each in PyBullet); tasks run in waves beyond it."""
     device: str = 'auto'
     """Where the policy runs: auto (CUDA when available), cpu or cuda."""
+    inference: str = 'central'
+    """Who computes the rollout actions: central (the main process, one batched call per step
+    on ``device``) or workers (each worker runs whole episodes with a numpy copy of the policy;
+    faster on CPU-only machines). See maml_robot.sampler.Sampler."""
     seed: int = 0
     """Root seed: every iteration's randomness derives from (seed, iteration)."""
     checkpoint_every: int = 10
@@ -125,6 +130,7 @@ _RULES = {
     'max_envs': ('int', lambda v: v >= 1, 'an integer >= 1'),
     'device': ('str', lambda v: v in DEVICES or v.startswith('cuda:'),
                f'one of {DEVICES} (or cuda:N)'),
+    'inference': ('str', lambda v: v in INFERENCE, f'one of {INFERENCE}'),
     'seed': ('int', lambda v: 0 <= v < 2 ** 63, 'an integer >= 0'),
     'checkpoint_every': ('int', lambda v: v >= 1, 'an integer >= 1'),
     'step_timeout': ('float', lambda v: v > 0, 'a number of seconds > 0'),

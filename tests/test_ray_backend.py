@@ -103,6 +103,32 @@ def test_same_episodes_as_the_local_backend(ray_cluster, policy, params_b, local
     assert torch.equal(plain.observations[:, :, 0], got[0].observations[:, :, 0])  # resets
 
 
+def test_workers_inference_same_episodes_as_local_and_survives_a_killed_actor(
+        ray_cluster, policy, params_b, caplog):
+    """inference='workers': one call per actor and wave; a kill during it is re-sampled."""
+    with Sampler(env_factory=make_pendulum_task_env, num_workers=2, seed=7, horizon=HORIZON,
+                 inference='workers') as sampler:
+        local = sampler.sample(policy, params_b, TASKS, 2)
+    backend = RayBackend(2)
+    with Sampler(env_factory=make_pendulum_task_env, seed=7, horizon=HORIZON, backend=backend,
+                 inference='workers') as sampler:
+        assert _equal(sampler.sample(policy, params_b, TASKS, 2), local)
+        real = backend._submit
+
+        def submit(w, method, *args):  # kill actor 0 right after its rollout was submitted
+            ref = real(w, method, *args)
+            if method == 'rollout' and w == 0 and backend.replacements == 0:
+                ray_cluster.kill(backend.actors[0], no_restart=True)
+            return ref
+
+        backend._submit = submit
+        sampler.calls = 0
+        with caplog.at_level(logging.WARNING, logger='maml_robot.sampler'):
+            again = sampler.sample(policy, params_b, TASKS, 2)
+        assert backend.replacements == 1 and 'actor died' in sampler.crash_reports[0].message
+        assert _equal(again, local)
+
+
 # ----------------------------------------------------------------------------- worker loss
 def test_killed_actor_is_replaced_and_the_batch_resampled(ray_cluster, policy, params_b,
                                                           local_episodes, caplog):

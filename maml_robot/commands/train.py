@@ -14,7 +14,7 @@ HELP = 'meta-train a policy on a scenario (TensorBoard/CSV logs, checkpoints, --
 
 # command-line flag -> TrainConfig key (flags override the YAML)
 OVERRIDES = {'device': 'device', 'workers': 'workers', 'seed': 'seed',
-             'iterations': 'iterations'}
+             'iterations': 'iterations', 'inference': 'inference'}
 
 
 def add_arguments(parser):
@@ -30,6 +30,10 @@ def add_arguments(parser):
                         help='where the policy runs (auto: CUDA when available)')
     parser.add_argument('--workers', type=int, default=None,
                         help='environment worker processes')
+    parser.add_argument('--inference', default=None, choices=('central', 'workers'),
+                        help='who computes rollout actions: central (one batched call per '
+                             'step on --device) or workers (whole episodes inside the workers, '
+                             'fastest without a GPU)')
     parser.add_argument('--seed', type=int, default=None, help='root random seed')
     parser.add_argument('--iterations', type=int, default=None,
                         help='meta-iterations in total (a resumed run continues up to this)')

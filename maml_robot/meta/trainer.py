@@ -93,7 +93,8 @@ class Trainer:
         self.sampler = Sampler(num_workers=cfg.workers, seed=cfg.seed, device=cfg.device,
                                horizon=self.horizon, env_factory=env_factory,
                                max_retries=cfg.max_retries, step_timeout=cfg.step_timeout,
-                               max_envs=cfg.max_envs, backend=backend)
+                               max_envs=cfg.max_envs, backend=backend,
+                               inference=cfg.inference)
         self.iteration = 0          # iterations completed
         self.best_return = -math.inf
         self.env_steps = 0

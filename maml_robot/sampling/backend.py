@@ -103,6 +103,21 @@ class WorkerBackend(abc.ABC):
         self.step_send(actions, active, 0)
         return self.step_wait(0)
 
+    def rollout(self, job) -> dict:
+        """
+        Run one whole episode per env of ``job`` (a ``RolloutJob``) inside the workers.
+
+        The envs ``0..job.num_envs-1`` must have their tasks set. Returns the arrays of
+        :func:`maml_robot.sampling.rollout.run_episodes` for all those envs, in env order.
+        """
+        raise NotImplementedError(f'{type(self).__name__} cannot run episodes inside its '
+                                  "workers; use the sampler's inference='central'")
+
+    @staticmethod
+    def rollout_timeout(step_timeout: float, job, envs_per_worker: int) -> float:
+        """Seconds a worker may take for a rollout: ``step_timeout`` + 10 ms per env step."""
+        return step_timeout + 0.01 * job.horizon * envs_per_worker
+
     @abc.abstractmethod
     def close(self) -> None:
         """Stop every worker and free shared resources; safe to call twice."""

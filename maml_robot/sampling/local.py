@@ -9,6 +9,7 @@ import weakref
 
 from maml_robot.sampling.backend import (EnvSpaces, split_envs, StepResult, WorkerBackend,
                                          WorkerCrashed, WorkerFailure)
+from maml_robot.sampling.rollout import concat_results
 from maml_robot.sampling.worker import (buffer_shape, BUFFERS, DONE, GROUPS, STEP,
                                         worker_main)
 import numpy as np
@@ -75,6 +76,7 @@ class ProcessBackend(WorkerBackend):
         self._tasks = []
         self._busy = [None] * GROUPS  # workers signalled per step group, None when idle
         self._outstanding = []        # unanswered messages per worker
+        self._results = {}            # rollout answers by worker
         self._factory = None
         self.spaces = None
         self._finalizer = None
@@ -178,6 +180,22 @@ class ProcessBackend(WorkerBackend):
         return StepResult(buf['observations'], buf['rewards'], buf['terminated'],
                           buf['truncated'])
 
+    def rollout(self, job) -> dict:
+        """Run one episode per env of ``job`` in the workers that own them; gather the arrays."""
+        if job.num_envs > self.num_envs:
+            raise ValueError(f'the job needs {job.num_envs} environments; the pool has '
+                             f'{self.num_envs}')
+        busy = []
+        for w, envs in enumerate(self._ranges):
+            hi = min(envs.stop, job.num_envs)
+            if envs.start < hi:
+                self._send(w, ('rollout', job.envs(envs.start, hi)))
+                busy.append(w)
+        self._results = {}
+        widest = max(len(self._ranges[w]) for w in busy)
+        self._collect(busy, self.rollout_timeout(self.step_timeout, job, widest))
+        return concat_results([self._results.pop(w) for w in busy])
+
     # ------------------------------------------------------------------------------ internals
     def _launch(self, w: int):
         parent, child = self._ctx.Pipe()
@@ -240,6 +258,9 @@ class ProcessBackend(WorkerBackend):
         if raw == DONE:
             return None
         msg = ForkingPickler.loads(raw)
+        if msg[0] == 'result':
+            self._results[w] = msg[1]
+            return None
         if msg[0] == 'error':
             return self._failure(w, msg[2].rstrip(), env_index=msg[1])
         return self._failure(w, f'unexpected message {msg[0]!r}')

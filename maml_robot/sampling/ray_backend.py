@@ -10,6 +10,7 @@ from typing import Any, Callable, Sequence
 from maml_robot.sampler import SamplerError
 from maml_robot.sampling.backend import (EnvSpaces, split_envs, StepResult, WorkerBackend,
                                          WorkerCrashed, WorkerFailure)
+from maml_robot.sampling.rollout import concat_results
 from maml_robot.sampling.worker import _Worker, buffer_shape, BUFFERS, GROUPS
 import numpy as np
 
@@ -111,6 +112,10 @@ class EnvActor:
                                    buf['terminated'][rows, None],
                                    buf['truncated'][rows, None]], axis=1, dtype=np.float32)
         return self._guard(run)
+
+    def rollout(self, job):
+        """Run one episode per env of ``job`` (a RolloutJob); answer the arrays."""
+        return self._guard(self.worker.rollout, job)
 
 
 _ACTOR_CLASS = None
@@ -273,6 +278,20 @@ class RayBackend(WorkerBackend):
         return StepResult(buf['observations'], buf['rewards'], buf['terminated'],
                           buf['truncated'])
 
+    def rollout(self, job) -> dict:
+        """Run one episode per env of ``job`` on the actors that own them (one call each)."""
+        if job.num_envs > self.num_envs:
+            raise ValueError(f'the job needs {job.num_envs} environments; the pool has '
+                             f'{self.num_envs}')
+        refs = {}
+        for w, envs in enumerate(self._ranges):
+            hi = min(envs.stop, job.num_envs)
+            if envs.start < hi:
+                refs[w] = self._submit(w, 'rollout', job.envs(envs.start, hi))
+        widest = max(len(self._ranges[w]) for w in refs)
+        answers = self._collect(refs, self.rollout_timeout(self.step_timeout, job, widest))
+        return concat_results([answers[w] for w in sorted(answers)])
+
     # ------------------------------------------------------------------------------ internals
     def _connect(self) -> None:
         ray = import_ray()
@@ -389,9 +408,9 @@ class RayBackend(WorkerBackend):
                 failures.append(self._failure(w, answer[2].rstrip(), env_index=answer[1]))
         return answers, failures
 
-    def _collect(self, refs: dict) -> dict:
+    def _collect(self, refs: dict, timeout: float | None = None) -> dict:
         """Return the answers of ``refs``; on failure drain, replace and raise WorkerCrashed."""
-        answers, failures = self._await(refs, self.step_timeout)
+        answers, failures = self._await(refs, timeout or self.step_timeout)
         if not failures:
             return answers
         failed = {f.worker for f in failures}

@@ -5,6 +5,7 @@ from multiprocessing.reduction import ForkingPickler
 import signal
 import traceback
 
+from maml_robot.sampling.rollout import run_episodes
 import numpy as np
 
 # Per-step signals are two bytes (STEP + the group index); the answer is one byte. Anything
@@ -105,6 +106,12 @@ class _Worker:
         buf['terminated'][rows] = terminated
         buf['truncated'][rows] = truncated
 
+    def rollout(self, job):
+        """Run one episode on each of this worker's first ``job.num_envs`` envs (see rollout)."""
+        def mark(e):
+            self.current = self.lo + e
+        return run_episodes(self.envs, job, self.low, self.high, on_env=mark)
+
     def close(self):
         for env in self.envs:
             try:
@@ -122,7 +129,8 @@ def worker_main(conn, env_factory, env_ids: range, threads: int = 1) -> None:
 
     Protocol: on start the worker sends ``('spaces', dict)``; control messages are tuples
     ``('attach', names, num_envs)``, ``('set_tasks', tasks)``, ``('reset', seeds)``,
-    ``('close',)`` answered by ``DONE``; a step of group g is the two bytes ``STEP + bytes([g])``
+    ``('close',)`` answered by ``DONE``; ``('rollout', RolloutJob)`` answered by
+    ``('result', arrays)``; a step of group g is the two bytes ``STEP + bytes([g])``
     answered by ``DONE``. Messages are answered in order.
     Any exception is sent back as ``('error', env_index, traceback_text)`` and the worker exits.
     """
@@ -144,6 +152,9 @@ def worker_main(conn, env_factory, env_ids: range, threads: int = 1) -> None:
             if cmd[0] == 'close':
                 conn.send_bytes(DONE)
                 break
+            if cmd[0] == 'rollout':
+                conn.send(('result', worker.rollout(cmd[1])))
+                continue
             if cmd[0] == 'attach':
                 worker.attach(cmd[1], cmd[2])
             elif cmd[0] == 'set_tasks':
