@@ -6,7 +6,8 @@ backend (worker processes, shared memory) and with the Ray backend (one Ray acto
 a private Ray instance on this machine), the same seed, tasks and rollouts, alternating call
 by call so both see the same machine load; best of ``--repeats`` calls each. Also checks that
 both backends return identical episodes. Targets: Ray >= 85 % of local at the same worker
-count; throughput grows with workers up to the cores available.
+count; throughput grows with workers up to the cores available. ``--inference workers`` runs
+whole episodes inside the workers (one Ray call per actor and wave instead of one per step).
 
 Usage::
 
@@ -31,7 +32,7 @@ def _equal(a, b) -> bool:
 
 
 def compare(scenario: str, workers: int, tasks: int, rollouts: int, repeats: int,
-            max_envs: int) -> dict:
+            max_envs: int, inference: str = 'central') -> dict:
     """Return {'local': steps/s, 'ray': steps/s, 'equal': bool} for one worker count."""
     sc = load_scenario(scenario)
     env = ScenarioEnvFactory(scenario)()
@@ -40,8 +41,10 @@ def compare(scenario: str, workers: int, tasks: int, rollouts: int, repeats: int
     policy = GaussianPolicy(PolicyConfig(sc.obs_dim, sc.act_dim, hidden_sizes=(64, 64)))
     params_b = expand_params(policy.init_params(0), tasks)
     samplers = {
-        'local': Sampler(sc, num_workers=workers, seed=0, max_envs=max_envs),
-        'ray': Sampler(sc, seed=0, max_envs=max_envs, backend=RayBackend(workers)),
+        'local': Sampler(sc, num_workers=workers, seed=0, max_envs=max_envs,
+                         inference=inference),
+        'ray': Sampler(sc, seed=0, max_envs=max_envs, backend=RayBackend(workers),
+                       inference=inference),
     }
     best = dict.fromkeys(samplers, 0.0)
     try:
@@ -68,6 +71,8 @@ def main(argv=None) -> None:
     parser.add_argument('--rollouts', type=int, default=8)
     parser.add_argument('--repeats', type=int, default=3)
     parser.add_argument('--max-envs', type=int, default=64, help='Sampler max_envs')
+    parser.add_argument('--inference', default='central', choices=('central', 'workers'),
+                        help='Sampler inference mode (both backends)')
     parser.add_argument('--note', default='', help='free text recorded with the result')
     parser.add_argument('--out', default=None, help='write the markdown result here')
     args = parser.parse_args(argv)
@@ -84,7 +89,7 @@ def main(argv=None) -> None:
             base = None
             for w in counts:
                 r = compare(scenario, w, args.tasks, args.rollouts, args.repeats,
-                            args.max_envs)
+                            args.max_envs, args.inference)
                 base = base or r
                 rows.append(
                     f'| {scenario} | {w} | {r["local"]:,.0f} | {r["ray"]:,.0f} | '
@@ -98,7 +103,7 @@ def main(argv=None) -> None:
         '',
         f'Command: `.venv/bin/python benchmarks/ray_speed.py --scenarios {args.scenarios} '
         f'--workers {args.workers} --tasks {args.tasks} --rollouts {args.rollouts} '
-        f'--repeats {args.repeats} --max-envs {args.max_envs}`',
+        f'--repeats {args.repeats} --max-envs {args.max_envs} --inference {args.inference}`',
         '',
         f'Machine: {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, '
         f'ray {ray.__version__}; policy 64x64 on cpu; {args.tasks} tasks x {args.rollouts} '

@@ -128,11 +128,11 @@ def run_episodes(envs, job: RolloutJob, low: np.ndarray, high: np.ndarray, on_en
                 batch[job.slot[members]] = obs[members]
                 mean = mean_actions(job, b, batch)[job.slot[members]]
                 out_act[members, t] = mean + std[b] * noise[members, t]
+        clipped = np.clip(out_act[:, t], low, high)      # (E, act_dim), one call for all
         for e in live.tolist():
             if on_env is not None:
                 on_env(e)
-            action = np.clip(out_act[e, t], low, high)
-            ob, reward, terminated, truncated, _ = envs[e].step(action)
+            ob, reward, terminated, truncated, _ = envs[e].step(clipped[e])
             obs[e] = ob
             rewards[e, t] = reward
             if terminated or truncated:
