@@ -263,6 +263,10 @@ def markdown_table(report, max_columns=6):
     shown = shown[:max_columns] if steps[-1] in shown[:max_columns] else \
         shown[:max_columns - 1] + [steps[-1]]
     lookup = {(r['label'], int(r['step'])): r for r in rows}
+    # a reference (oracle, random: one step) fills every column; an adaptive method with fewer
+    # steps than the table shows leaves the extra columns blank
+    reference = {label for label in methods
+                 if {int(r['step']) for r in rows if r['label'] == label} == {0}}
     lines = []
     sections = [('Mean return', 'return', 1)]
     if any(math.isfinite(r.get('score_mean', float('nan'))) for r in rows):
@@ -274,7 +278,7 @@ def markdown_table(report, max_columns=6):
         for label in methods:
             cells = []
             for s in shown:
-                row = lookup.get((label, s)) or lookup.get((label, 0))
+                row = lookup.get((label, 0 if label in reference else s))
                 cells.append(_fmt(row[f'{key}_mean'], row[f'{key}_low'], row[f'{key}_high'],
                                   digits) if row else '')
             lines.append(f'| {label} | ' + ' | '.join(cells) + ' |')

@@ -233,3 +233,17 @@ def test_plot_falls_back_to_returns_when_the_oracle_loses_a_task(tmp_path):
     assert (tmp_path / 'c.png').read_bytes()[:8] == PNG_MAGIC
     with pytest.raises(ValueError, match="'auto', 'score' or 'return'"):
         plots.plot_curves(report, tmp_path / 'd.png', y='median')
+
+
+def test_table_leaves_missing_steps_of_an_adaptive_method_blank():
+    """A method adapted for fewer steps than the table shows gets blanks, not its k=0 value."""
+    rng = np.random.default_rng(8)
+    results = [_result('maml', [-30.0, -15.0], rng), _result('ppo-dr', [-25.0, -24.0, -23.0], rng),
+               _result('random', [-40.0], rng)]
+    report = Report(results, evaluate.summarize(results, evaluate.SummaryConfig(n_boot=50)),
+                    {'scenario': 'reacher', 'split': 'test'})
+    rows = {line.split('|')[1].strip(): [c.strip() for c in line.split('|')[2:-1]]
+            for line in markdown_table(report).split('**Negative')[0].splitlines()
+            if line.startswith('| ') and not line.startswith('| method')}
+    assert rows['maml'][2] == '' and rows['maml'][1].startswith('-15')
+    assert rows['random'][0] == rows['random'][2] != ''   # a reference fills every column
