@@ -84,6 +84,7 @@ def run_probe(domain, seconds):
     thread.start()
     rng = np.random.default_rng(0)
     end = time.perf_counter() + seconds
+    due = time.perf_counter()   # clock-driven like a state broadcaster: 200 Hz on average
     while time.perf_counter() < end:
         q = rng.uniform(-1, 1, 2)
         joints.publish(JointState(name=['elbow_joint', 'shoulder_joint'], position=list(q),
@@ -92,7 +93,8 @@ def run_probe(domain, seconds):
         g.point.x, g.point.y, g.point.z = 0.1, 0.1, 0.03
         goal.publish(g)
         sent.append(time.perf_counter())
-        time.sleep(0.5 / RATE_HZ)
+        due += 0.5 / RATE_HZ
+        time.sleep(max(0.0, due - time.perf_counter()))
     executor.shutdown()
     node.destroy_node()
     rclpy.shutdown(context=context)
@@ -141,7 +143,9 @@ def main():
         f'{torch.__version__}, rclpy (PyPI wheels, Fast DDS), reacher policy 64x64, '
         f'torch_threads 1. {args.note}', '',
         '| metric | value |', '|---|---|',
-        f'| commands received | {len(commands)} over {args.seconds - 1:g} s |',
+        f'| commands received | {len(commands)} over {args.seconds - 1:g} s '
+        f'({len(commands) / (args.seconds - 1):.1f} Hz; joint_states sent at '
+        f'{len(sent) / args.seconds:.1f} Hz) |',
         f'| node latency p50 / p99 / max (JointState receipt -> command publish; timer mode '
         f'includes the wait for the next tick) | '
         f'{float(last["latency_p50_ms"]):.2f} / {float(last["latency_p99_ms"]):.2f} / '

@@ -25,6 +25,9 @@ def add_arguments(parser):
     parser.add_argument('--rollouts-per-step', type=int, default=20,
                         help='episodes per adaptation step (default: the 20 rollouts per task '
                              'the shipped policy was meta-trained to adapt from)')
+    parser.add_argument('--trigger', default='state', choices=('state', 'timer'),
+                        help="the adapter's trigger: a command per joint_states message "
+                             '(default) or per timer tick')
     parser.add_argument('--domain-id', type=int, default=None,
                         help='ROS_DOMAIN_ID (default: one derived from the process id)')
 
@@ -153,6 +156,7 @@ def run(args):
         persist.unlink()                        # each demo starts from the meta-policy
     adapter = node_command('adapter_node', overrides={
         'checkpoint': str(ckpt), 'use_sim_time': True, 'reward_source': 'topic',
+        'trigger': args.trigger,
         'rollouts_per_step': args.rollouts_per_step, 'accept_window': args.rollouts_per_step,
         'persist_path': str(persist), 'ramp_in_steps': 0, 'fade_in_steps': 5})
     episode_wall = scenario.episode_steps * scenario.control_period / args.real_time_factor

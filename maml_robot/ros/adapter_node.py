@@ -124,8 +124,6 @@ class AdapterNode(LifecycleNode):
         self._reset_inputs()
         add = self._entities.append
         self._state_triggered = values['trigger'] == 'state'
-        add(self.create_subscription(JointState, 'joint_states', self._on_joints,
-                                     qos_profile_sensor_data))
         if 'goal' in self.adapter.spec.needs:
             add(self.create_subscription(PointStamped, 'goal', self._on_goal, 10))
         if 'odom' in self.adapter.spec.needs:
@@ -134,6 +132,10 @@ class AdapterNode(LifecycleNode):
         if values['reward_source'] == 'topic':
             add(self.create_subscription(Float64, 'reward', self._on_reward, 10))
         add(self.create_subscription(Empty, 'episode_start', self._on_episode_start, 10))
+        # created last: when several inputs of one step are ready together, the executor runs
+        # the others first, so a state-triggered command sees that step's reward and goal
+        add(self.create_subscription(JointState, 'joint_states', self._on_joints,
+                                     qos_profile_sensor_data))
         self.command_pub = self.create_publisher(Float64MultiArray, values['command_topic'], 10)
         self.diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
         self.episode_pub = self.create_publisher(Float64MultiArray, '~/episode_return',

@@ -147,23 +147,25 @@ class SimNode(Node):
         from maml_robot.observation import compute_reward
         reward = compute_reward(self.scenario, before, action, self.world.true_state())
         self.reward_pub.publish(Float64(data=float(reward)))
-        self._publish_state(effort)
         if self.values['auto_reset'] and self.step_count >= self.episode_steps:
-            self._reset_world()
+            self._reset_world()      # the next episode's first state is this tick's state
+        else:
+            self._publish_state(effort)
         clock = Clock()
         clock.clock = self._stamp()
         self.clock_pub.publish(clock)
 
     def _publish_state(self, effort):
+        """Publish one step's state: goal and odom first, joint_states last (see docs/ROS.md)."""
         stamp = self._stamp()
         measured = self.world.measured_state()
-        self.joint_pub.publish(conversions.joint_state_msg(
-            self.joint_names, measured.joint_position, measured.joint_velocity, effort, stamp))
         frame = self.values['frame_id']
         if self.publish_goal:
             self.goal_pub.publish(conversions.point_msg(measured.goal, frame, stamp))
         if self.publish_odom:
             self.odom_pub.publish(conversions.odometry_msg(measured, frame, 'base_link', stamp))
+        self.joint_pub.publish(conversions.joint_state_msg(
+            self.joint_names, measured.joint_position, measured.joint_velocity, effort, stamp))
 
     def _reset_world(self):
         self.world.reset(self.rng)
