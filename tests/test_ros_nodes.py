@@ -180,9 +180,13 @@ def test_sim_and_adapter_adapt_online_and_resume(checkpoint, tmp_path):
     domain = domain_id()
     persist = tmp_path / 'adapted.safetensors'
     probe = Probe(domain)
-    returns = []
+    returns, stamps = [], []
     probe.node.create_subscription(Float64MultiArray, '/adapter_node/episode_return',
                                    lambda m: returns.append(list(m.data)), 10)
+    probe.node.create_subscription(
+        JointState, 'joint_states',
+        lambda m: stamps.append((m.header.stamp.sec, m.header.stamp.nanosec)),
+        qos_profile_sensor_data)
     sim = node_command('sim_node', overrides={'real_time_factor': 6.0, 'task_split': 'test',
                                               'task_index': 3})
     adapter = node_command('adapter_node', overrides={
@@ -229,6 +233,10 @@ def test_sim_and_adapter_adapt_online_and_resume(checkpoint, tmp_path):
         assert 'commands stopped arriving: holding zero effort' in sim_log
         rets = [r[1] for r in returns]
         assert all(math.isfinite(r) for r in rets) and len(set(rets)) > 1
+        # one joint_states per sim tick, also when an episode ends (the reset state replaces
+        # the terminal one), so a state-triggered adapter acts once per step; and sim time
+        # never steps back (it once did by 1 s at x.9999999 s): stamps strictly increase
+        assert len(stamps) > 100 and all(b > a for a, b in zip(stamps, stamps[1:]))
     finally:
         probe.close()
 

@@ -131,8 +131,10 @@ class SimNode(Node):
 
     # ------------------------------------------------------------------------- stepping
     def _stamp(self):
-        sec = int(self.sim_time)
-        return Time(sec=sec, nanosec=int(round((self.sim_time - sec) * 1e9)) % 1000000000)
+        # round the total first: 8.9999999999 s is (9, 0), never (8, 0) -- a clock that jumps
+        # back a second makes every use_sim_time node see stale states
+        sec, nanosec = divmod(int(round(self.sim_time * 1e9)), 1000000000)
+        return Time(sec=sec, nanosec=nanosec)
 
     def _tick(self):
         if self.paused:
