@@ -131,3 +131,21 @@ def test_bad_inference_name_is_refused():
             backend.rollout(job)
     finally:
         backend.close()
+
+
+@pytest.mark.parametrize('activation', ['tanh', 'relu', 'elu'])
+def test_numpy_forward_matches_the_torch_forward(activation):
+    """mean_actions (numpy, in the workers) == GaussianPolicy.mean_action, clip included."""
+    from maml_robot.sampling.rollout import mean_actions
+    policy = make_policy(activation)
+    params_b = per_task_params(policy)
+    obs = torch.randn(7, 3) * 20.0              # large values: the obs clip must bite
+    job = RolloutJob(params={k: v.numpy() for k, v in params_b.items()},
+                     obs_mean=policy.obs_mean.numpy(), obs_std=policy.obs_std.numpy(),
+                     obs_clip=policy.config.obs_clip, activation=activation, num_hidden=2,
+                     horizon=1, task_index=np.zeros(7, int), seeds=np.arange(7),
+                     slot=np.arange(7), slots=7)
+    for b in range(3):
+        expected = policy.mean_action({k: v[b] for k, v in params_b.items()}, obs)
+        got = mean_actions(job, b, obs.numpy())
+        np.testing.assert_allclose(got, expected.numpy(), rtol=1e-5, atol=1e-5)
