@@ -128,6 +128,15 @@ class WorkerBackend(abc.ABC):
         """Return the number of environments in the pool (0 before ``start``)."""
 
 
+def split_job(job, ranges: list) -> dict:
+    """Return ``{worker: its part of job}`` for the workers that own envs of ``job``."""
+    if job.num_envs > ranges[-1].stop:
+        raise ValueError(f'the job needs {job.num_envs} environments; the pool has '
+                         f'{ranges[-1].stop}')
+    return {w: job.envs(envs.start, min(envs.stop, job.num_envs))
+            for w, envs in enumerate(ranges) if envs.start < job.num_envs}
+
+
 def split_envs(num_envs: int, num_workers: int) -> list:
     """Return ``num_workers`` contiguous ``range``s that share ``num_envs`` environments."""
     if num_workers < 1:

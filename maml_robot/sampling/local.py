@@ -7,8 +7,8 @@ import time
 from typing import Any, Callable, Sequence
 import weakref
 
-from maml_robot.sampling.backend import (EnvSpaces, split_envs, StepResult, WorkerBackend,
-                                         WorkerCrashed, WorkerFailure)
+from maml_robot.sampling.backend import (EnvSpaces, split_envs, split_job, StepResult,
+                                         WorkerBackend, WorkerCrashed, WorkerFailure)
 from maml_robot.sampling.rollout import concat_results
 from maml_robot.sampling.worker import (buffer_shape, BUFFERS, DONE, GROUPS, STEP,
                                         worker_main)
@@ -182,17 +182,12 @@ class ProcessBackend(WorkerBackend):
 
     def rollout(self, job) -> dict:
         """Run one episode per env of ``job`` in the workers that own them; gather the arrays."""
-        if job.num_envs > self.num_envs:
-            raise ValueError(f'the job needs {job.num_envs} environments; the pool has '
-                             f'{self.num_envs}')
-        busy = []
-        for w, envs in enumerate(self._ranges):
-            hi = min(envs.stop, job.num_envs)
-            if envs.start < hi:
-                self._send(w, ('rollout', job.envs(envs.start, hi)))
-                busy.append(w)
+        parts = split_job(job, self._ranges)
+        for w, part in parts.items():
+            self._send(w, ('rollout', part))
+        busy = list(parts)
         self._results = {}
-        widest = max(len(self._ranges[w]) for w in busy)
+        widest = max(part.num_envs for part in parts.values())
         self._collect(busy, self.rollout_timeout(self.step_timeout, job, widest))
         return concat_results([self._results.pop(w) for w in busy])
 

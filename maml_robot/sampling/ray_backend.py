@@ -8,8 +8,8 @@ import traceback
 from typing import Any, Callable, Sequence
 
 from maml_robot.sampler import SamplerError
-from maml_robot.sampling.backend import (EnvSpaces, split_envs, StepResult, WorkerBackend,
-                                         WorkerCrashed, WorkerFailure)
+from maml_robot.sampling.backend import (EnvSpaces, split_envs, split_job, StepResult,
+                                         WorkerBackend, WorkerCrashed, WorkerFailure)
 from maml_robot.sampling.rollout import concat_results
 from maml_robot.sampling.worker import _Worker, buffer_shape, BUFFERS, GROUPS
 import numpy as np
@@ -280,15 +280,9 @@ class RayBackend(WorkerBackend):
 
     def rollout(self, job) -> dict:
         """Run one episode per env of ``job`` on the actors that own them (one call each)."""
-        if job.num_envs > self.num_envs:
-            raise ValueError(f'the job needs {job.num_envs} environments; the pool has '
-                             f'{self.num_envs}')
-        refs = {}
-        for w, envs in enumerate(self._ranges):
-            hi = min(envs.stop, job.num_envs)
-            if envs.start < hi:
-                refs[w] = self._submit(w, 'rollout', job.envs(envs.start, hi))
-        widest = max(len(self._ranges[w]) for w in refs)
+        parts = split_job(job, self._ranges)
+        refs = {w: self._submit(w, 'rollout', part) for w, part in parts.items()}
+        widest = max(part.num_envs for part in parts.values())
         answers = self._collect(refs, self.rollout_timeout(self.step_timeout, job, widest))
         return concat_results([answers[w] for w in sorted(answers)])
 
