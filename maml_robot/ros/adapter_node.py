@@ -76,6 +76,7 @@ class AdapterNode(LifecycleNode):
         self._joints_wall = None     # perf_counter at receipt (latency)
         self._last_state_stamp = None  # stamp of the last state that triggered a command
         self._last_command_time = -math.inf   # node-clock time of the last command
+        self._pending_stamp = None   # state-triggered: a state waiting for its step's reward
         self._goal = None
         self._odom = None
         self._rewards = []
@@ -217,7 +218,12 @@ class AdapterNode(LifecycleNode):
             self._joints_wall = time.perf_counter()
         if self._state_triggered and self._timer is not None:
             stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
-            self._on_state(stamp or self._joints_time)
+            stamp = stamp or self._joints_time
+            with self._lock:
+                waiting = self.values['reward_source'] == 'topic' and not self._rewards
+                self._pending_stamp = stamp if waiting else None
+            if not waiting:     # with a reward topic: act once this step's reward is in too
+                self._on_state(stamp)
 
     def _on_state(self, stamp):
         """State-triggered control: act on this state unless one acted < 0.75 period ago."""
@@ -251,6 +257,9 @@ class AdapterNode(LifecycleNode):
     def _on_reward(self, msg):
         with self._lock:
             self._rewards.append(float(msg.data))
+            pending, self._pending_stamp = self._pending_stamp, None
+        if pending is not None and self._timer is not None:
+            self._on_state(pending)     # the state came first: its command goes out now
 
     def _on_episode_start(self, msg):
         with self._lock:
@@ -282,6 +291,7 @@ class AdapterNode(LifecycleNode):
             self._control_step()
 
     def _control_step(self):
+        self._pending_stamp = None
         state, age, reward, reset, wall = self._take_inputs()
         cmd = self.adapter.act(state, age, reward, episode_start=reset)
         self.command_pub.publish(conversions.command_msg(cmd.effort))
