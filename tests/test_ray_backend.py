@@ -115,11 +115,17 @@ def test_workers_inference_same_episodes_as_local_and_survives_a_killed_actor(
         assert _equal(sampler.sample(policy, params_b, TASKS, 2), local)
         real = backend._submit
 
-        def submit(w, method, *args):  # kill actor 0 right after its rollout was submitted
-            ref = real(w, method, *args)
+        def submit(w, method, *args):  # kill actor 0 as its rollout is submitted (mid-call)
             if method == 'rollout' and w == 0 and backend.replacements == 0:
-                ray_cluster.kill(backend.actors[0], no_restart=True)
-            return ref
+                actor = backend.actors[0]
+                ray_cluster.kill(actor, no_restart=True)
+                for _ in range(100):          # the kill is asynchronous: wait until it lands
+                    try:
+                        ray_cluster.get(actor.pid.remote(), timeout=5)
+                    except ray_cluster.exceptions.RayActorError:
+                        break
+                    time.sleep(0.05)
+            return real(w, method, *args)
 
         backend._submit = submit
         sampler.calls = 0
