@@ -9,6 +9,7 @@ import time
 from geometry_msgs.msg import PointStamped
 from maml_robot import online
 from maml_robot.checkpoint import load_checkpoint, save_checkpoint
+from maml_robot.ros.conversions import EPISODE_RETURN_QOS
 from maml_robot.ros.launcher import node_command, NodeProcesses
 from maml_robot.scenario import load_scenario
 import numpy as np
@@ -181,8 +182,9 @@ def test_sim_and_adapter_adapt_online_and_resume(checkpoint, tmp_path):
     persist = tmp_path / 'adapted.safetensors'
     probe = Probe(domain)
     returns, stamps = [], []
+    # transient local like the publisher: episodes that ended before discovery still arrive
     probe.node.create_subscription(Float64MultiArray, '/adapter_node/episode_return',
-                                   lambda m: returns.append(list(m.data)), 10)
+                                   lambda m: returns.append(list(m.data)), EPISODE_RETURN_QOS)
     probe.node.create_subscription(
         JointState, 'joint_states',
         lambda m: stamps.append((m.header.stamp.sec, m.header.stamp.nanosec)),
@@ -231,6 +233,7 @@ def test_sim_and_adapter_adapt_online_and_resume(checkpoint, tmp_path):
         assert 'rejected command: command has 1 values, expected 2' in sim_log
         assert 'non-finite' in sim_log
         assert 'commands stopped arriving: holding zero effort' in sim_log
+        assert returns[0][0] == 1, 'episode history (transient local) must reach late joiners'
         rets = [r[1] for r in returns]
         assert all(math.isfinite(r) for r in rets) and len(set(rets)) > 1
         # one joint_states per sim tick, also when an episode ends (the reset state replaces
