@@ -132,8 +132,10 @@ def validate_checkpoint(ckpt):
                               f'with a matching maml_robot version')
     shapes = cfg.param_shapes()
     _check_tensors('params', ckpt.params, shapes)
-    if ckpt.inner_lr is not None:
-        _check_tensors('inner_lr', ckpt.inner_lr, shapes)
+    if ckpt.inner_lr is not None:   # Meta-SGD: shaped like the params; per tensor: scalars
+        per_tensor = isinstance(ckpt.inner, dict) and ckpt.inner.get('lr_per') == 'tensor'
+        _check_tensors('inner_lr', ckpt.inner_lr,
+                       {k: () for k in shapes} if per_tensor else shapes)
     _check_tensors('normalization', {'obs_mean': ckpt.obs_mean, 'obs_std': ckpt.obs_std},
                    {'obs_mean': (cfg.obs_dim,), 'obs_std': (cfg.obs_dim,)})
     if not (ckpt.obs_std > 0).all():

@@ -6,6 +6,7 @@ see the same numbers. Nothing here knows about PyBullet or ROS.
 """
 
 from dataclasses import dataclass
+import functools
 import math
 
 from maml_robot.scenario import OBSERVATION_TERMS
@@ -25,14 +26,21 @@ class RobotState:
     base_angular_velocity: np.ndarray | None = None  # (3,) world frame
 
 
-def _tip_xy(scenario, q):
-    """Return the fingertip (x, y) of the planar chain for joint positions ``q`` (a list)."""
+@functools.lru_cache(maxsize=None)
+def _chain(scenario):
+    """Return the planar chain as plain tuples: (x0, y0, ((joint index, link length), ...))."""
     kin = scenario.kinematics
     if kin is None:
         raise ValueError(f'scenario {scenario.name!r} has no kinematics section')
     x, y, _ = kin['origin']
+    return float(x), float(y), tuple(zip(kin['chain_index'], kin['link_lengths']))
+
+
+def _tip_xy(scenario, q):
+    """Return the fingertip (x, y) of the planar chain for joint positions ``q`` (a list)."""
+    x, y, links = _chain(scenario)
     angle = 0.0
-    for index, length in zip(kin['chain_index'], kin['link_lengths']):
+    for index, length in links:
         angle += q[index]
         x += length * math.cos(angle)
         y += length * math.sin(angle)
@@ -79,25 +87,28 @@ def build_observation(scenario, state):
                          f'scenario {scenario.name!r} expects {scenario.act_dim} (check the '
                          'joint count and order)')
     out = []
-    tip = None
+    tip = goal = None
     for term in scenario.observation:
-        if term == 'joint_position':
-            out += q
-        elif term == 'joint_position_cos_sin':
+        if term == 'joint_position_cos_sin':
             out += [math.cos(x) for x in q]
             out += [math.sin(x) for x in q]
         elif term == 'joint_velocity':
             out += qd
-        elif term in ('fingertip_position', 'fingertip_to_goal'):
+        elif term == 'joint_position':
+            out += q
+        elif term == 'fingertip_position' or term == 'fingertip_to_goal':
             if tip is None:
                 tip = _tip_xy(scenario, q)
             if term == 'fingertip_position':
                 out += tip
             else:
-                goal = _vec(state.goal, term)
+                if goal is None:
+                    goal = _vec(state.goal, term)
                 out += (goal[0] - tip[0], goal[1] - tip[1])
         elif term == 'goal_position':
-            out += _vec(state.goal, term)[:2]
+            if goal is None:
+                goal = _vec(state.goal, term)
+            out += goal[:2]
         elif term == 'base_height':
             out.append(_vec(state.base_position, term)[2])
         elif term == 'base_pitch':
@@ -114,11 +125,10 @@ def build_observation(scenario, state):
         else:
             raise ValueError(f'unknown observation term {term!r}; known: '
                              f'{sorted(OBSERVATION_TERMS)}')
-    obs = np.array(out, dtype=np.float32)
-    if obs.shape != (scenario.obs_dim,):
-        raise ValueError(f'observation has shape {obs.shape}; scenario {scenario.name!r} '
+    if len(out) != scenario.obs_dim:
+        raise ValueError(f'observation has shape ({len(out)},); scenario {scenario.name!r} '
                          f'expects ({scenario.obs_dim},)')
-    return obs
+    return np.array(out, dtype=np.float32)
 
 
 def observation_layout(scenario):
@@ -171,8 +181,8 @@ def compute_reward(scenario, state, action, next_state):
             goal = _vec(next_state.goal, 'reward goal_distance')
             value = -math.hypot(tip[0] - goal[0], tip[1] - goal[1])
         elif term == 'control':
-            a = np.asarray(action, dtype=float)
-            value = -float(a @ a)
+            a = action.tolist() if isinstance(action, np.ndarray) else action
+            value = -sum(float(v) * float(v) for v in a)
         elif term == 'forward_velocity':
             value = float(_need(next_state.base_linear_velocity, 'reward forward_velocity')[0])
         elif term == 'alive':

@@ -32,7 +32,10 @@ class TrainConfig:
     inner_lr: float = 0.1
     """Inner-loop step size alpha (the initial value when learn_inner_lr)."""
     learn_inner_lr: bool = False
-    """Meta-SGD: meta-learn one inner step size per parameter entry."""
+    """Meta-learn the inner step sizes (Meta-SGD); their shape is inner_lr_per."""
+    inner_lr_per: str = 'entry'
+    """With learn_inner_lr: 'entry' (one step size per parameter entry, Meta-SGD) or 'tensor'
+    (one per parameter tensor: MAML++'s per-layer step sizes)."""
     inner_steps: int = 1
     """Inner policy-gradient steps per task (each on fresh rollouts)."""
     outer_lr: float = 1e-3
@@ -45,6 +48,10 @@ class TrainConfig:
     """ProMP's weight of the KL penalty between the old and new pre-update policies."""
     max_kl: float = 0.01
     """TRPO's trust-region size (mean KL of the post-update policies)."""
+    max_post_clip_frac: float = 0.0
+    """ProMP's outer-step guard (0: off): an outer step that worsens the loss or pushes more
+    than this share of post-update samples out of the clip range is halved back or undone
+    (recommended with learn_inner_lr; see docs/ALGORITHMS.md)."""
     hidden_sizes: tuple = (64, 64)
     """Widths of the policy's hidden layers."""
     activation: str = 'tanh'
@@ -113,12 +120,14 @@ _RULES = {
     'horizon': ('opt_int', lambda v: v is None or v >= 1, 'null or an integer >= 1'),
     'inner_lr': ('float', lambda v: v >= 0, 'a number >= 0'),
     'learn_inner_lr': ('bool', None, 'true or false'),
+    'inner_lr_per': ('str', lambda v: v in ('entry', 'tensor'), "'entry' or 'tensor'"),
     'inner_steps': ('int', lambda v: v >= 1, 'an integer >= 1'),
     'outer_lr': ('float', lambda v: v > 0, 'a number > 0'),
     'outer_steps': ('int', lambda v: v >= 1, 'an integer >= 1'),
     'clip_eps': ('float', lambda v: 0 < v < 1, 'a number in (0, 1)'),
     'kl_coeff': ('float', lambda v: v >= 0, 'a number >= 0'),
     'max_kl': ('float', lambda v: v > 0, 'a number > 0'),
+    'max_post_clip_frac': ('float', lambda v: 0 <= v <= 1, 'a number in [0, 1] (0: off)'),
     'hidden_sizes': ('ints', lambda v: len(v) >= 1 and min(v) >= 1,
                      'a non-empty list of positive integers, e.g. [64, 64]'),
     'activation': ('str', lambda v: v in ACTIVATIONS, f'one of {ACTIVATIONS}'),

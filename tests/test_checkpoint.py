@@ -53,6 +53,19 @@ def saved(tmp_path):
     return path
 
 
+def test_per_layer_step_sizes_roundtrip_and_are_checked(tmp_path):
+    params = make_ckpt().params
+    per_layer = {k: torch.tensor(0.05 + i / 100) for i, k in enumerate(params)}
+    path = tmp_path / 'lslr.safetensors'
+    inner = InnerConfig(lr=0.05, learn_lr=True, lr_per='tensor').to_dict()
+    save_checkpoint(path, make_ckpt(inner=inner, inner_lr=per_layer))
+    got = load_checkpoint(path)
+    assert got.inner_config().lr_per == 'tensor'
+    assert all(torch.equal(got.inner_lr[k], per_layer[k]) for k in per_layer)
+    with pytest.raises(CheckpointError, match='shape'):   # per-entry tensors, per-layer config
+        save_checkpoint(tmp_path / 'bad.safetensors', make_ckpt(inner=inner))
+
+
 def test_roundtrip_is_exact(saved):
     ref = make_ckpt()
     got = load_checkpoint(saved)

@@ -41,6 +41,48 @@ def test_meta_step_moves_every_meta_parameter(algorithm, config):
     assert torch.equal(PARAMS['log_std'], POLICY.init_params(0)['log_std'])  # input untouched
 
 
+@pytest.mark.parametrize('fixed,per', [(('log_std',), 'entry'), ((), 'entry'),
+                                       (('log_std',), 'tensor')])
+def test_meta_sgd_keeps_the_fixed_step_sizes(fixed, per):
+    inner = InnerConfig(lr=0.1, learn_lr=True, fixed_lr=fixed, lr_per=per)
+    learner = make_learner('promp', POLICY, PARAMS, inner)
+    names = [n for n, _ in learner.named_meta_parameters()]
+    assert ('inner_lr.log_std' in names) == (not fixed)
+    assert 'inner_lr.mean.weight' in names
+    learner.meta_step(*batch(learner, 0))
+    lr = learner.current_inner_lr()
+    assert torch.equal(lr['log_std'], torch.full_like(lr['log_std'], 0.1)) == bool(fixed)
+    assert not torch.equal(lr['mean.weight'], torch.full_like(lr['mean.weight'], 0.1))
+    shape = PARAMS['mean.weight'].shape if per == 'entry' else ()
+    assert lr['mean.weight'].shape == shape
+    assert InnerConfig.from_dict(json.loads(json.dumps(inner.to_dict()))) == inner
+    with pytest.raises(ValueError, match='fixed_lr'):
+        InnerConfig(learn_lr=True, fixed_lr='log_std')
+
+
+def test_promp_outer_trust_region_halves_or_undoes_steps_that_move_too_far():
+    inner = InnerConfig(lr=0.1, learn_lr=True)
+    free = make_learner('promp', POLICY, PARAMS, inner, {'outer_lr': 0.05})
+    pre, post = batch(free, 4)
+    stats = free.meta_step(pre, post)
+    assert 'outer_steps_taken' not in stats      # guard off: the plain ProMP iteration
+    for limit, halvings in ((0.05, 5), (1e-9, 0)):
+        learner = make_learner('promp', POLICY, PARAMS, inner,
+                               {'outer_lr': 0.05, 'max_post_clip_frac': limit,
+                                'max_backtracks': halvings})
+        before = [v.detach().clone() for v in learner.meta_parameters()]
+        stats = learner.meta_step(pre, post)
+        assert stats['outer_backtracks'] >= 1
+        if halvings == 0:     # a full step leaves the budget: undone, parameters unchanged
+            assert stats['outer_steps_taken'] == 0
+            assert all(torch.equal(a, b) for a, b in zip(learner.meta_parameters(), before))
+        else:                 # the steps kept leave the post-update policy within the budget
+            assert stats['outer_steps_taken'] >= 1 and stats['clip_frac'] <= limit
+            assert not all(torch.equal(a, b) for a, b in zip(learner.meta_parameters(), before))
+    with pytest.raises(ValueError, match='max_post_clip_frac'):
+        ProMPConfig(max_post_clip_frac=1.5)
+
+
 def test_promp_outer_steps_increase_the_surrogate():
     learner = make_learner('promp', POLICY, PARAMS, InnerConfig(lr=0.1),
                            {'outer_lr': 3e-3, 'num_outer_steps': 4, 'adaptive_kl': True})

@@ -26,3 +26,33 @@ def test_showcase_summary_shows_the_gap():
 def test_showcase_rejects_bad_arguments(capsys):
     assert cli.main(['showcase', '--tasks', '0']) == 2
     assert '--tasks must be >= 1' in capsys.readouterr().err
+
+
+def test_policy_controller_oracle_undoes_motor_and_sensor_faults():
+    import numpy as np
+    from maml_robot.checkpoint import load_checkpoint
+    from maml_robot.dynamics import Task
+    from maml_robot.envs.controllers import make_controller
+    from maml_robot.online import resolve_checkpoint
+    from maml_robot.scenario import load_scenario
+    import pytest
+    sc = load_scenario('cheetah')
+    ckpt = load_checkpoint(resolve_checkpoint('cheetah'))
+    j = sc.act_dim
+    offset = tuple(0.1 * (i + 1) for i in range(j))
+    task = Task(motor_strength=(0.5,) * j, motor_direction=(-1,) + (1,) * (j - 1),
+                calibration_offset=offset, dead_joints=(sc.joint_names[1],))
+    nominal, oracle = make_controller(sc, checkpoint=ckpt), make_controller(sc, task, ckpt)
+    obs = np.random.default_rng(0).normal(size=sc.obs_dim).astype(np.float32) * 0.1
+    seen = obs.copy()                     # what the faulty sensors report for the same state
+    seen[oracle.pos] += np.array(offset, dtype=np.float32)
+    want = nominal(obs)                   # the nominal command for the true state
+    got = oracle(seen)
+    alive = [i for i in range(j) if i != 1]
+    # the motors then produce got * direction * strength: the nominal command, where it fits
+    produced = got * np.array(task.joint_array('motor_direction', j)) * 0.5
+    fits = [i for i in alive if abs(want[i]) <= 0.5]
+    assert fits and np.allclose(produced[fits], want[fits], atol=1e-5)
+    assert got[1] == 0.0                  # a dead joint gets no command
+    with pytest.raises(ValueError, match='checkpoint observes'):
+        make_controller(load_scenario('reacher'), checkpoint=ckpt)

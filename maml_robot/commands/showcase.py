@@ -24,14 +24,18 @@ def add_arguments(parser):
     parser.add_argument('--summary', action='store_true',
                         help='instead of the table, roll out EVERY task of the fixed splits '
                              '(test, ood) and print mean returns and the nominal-vs-oracle gap')
+    parser.add_argument('--policy', metavar='CHECKPOINT', default=None,
+                        help='use a trained policy (mean action) as the fixed controller instead '
+                             'of the reference one, e.g. the shipped cheetah model: '
+                             '--scenario cheetah --policy cheetah')
 
 
-def _row(env, task, seed):
+def _row(env, task, seed, checkpoint=None):
     """Return the (nominal, oracle, zero-action) returns of one episode under ``task``."""
     sc = env.scenario
     zero_action = np.zeros(sc.act_dim)
-    return (rollout(env, make_controller(sc), task, seed),
-            rollout(env, make_controller(sc, task), task, seed),
+    return (rollout(env, make_controller(sc, checkpoint=checkpoint), task, seed),
+            rollout(env, make_controller(sc, task, checkpoint=checkpoint), task, seed),
             rollout(env, lambda obs: zero_action, task, seed))
 
 
@@ -60,20 +64,22 @@ def show(name, splits, tasks, seed, out=print):
         env.close()
 
 
-def summarize(name, seed, out=print):
+def summarize(name, seed, out=print, checkpoint=None, label=None):
     """Print the nominal/oracle/zero returns over all fixed-split tasks; return the numbers."""
     env = MetaRobotEnv(name)
     sc = env.scenario
     numbers = {}
     try:
-        out(f'\n== {sc.name} ==')
+        using = '' if checkpoint is None else f' (controller: the policy of {label})'
+        out(f'\n== {sc.name} =={using}')
         out(f'{"split":<6} {"tasks":>5} {"nominal":>15} {"oracle":>15} {"zero":>9} '
             f'{"nominal score":>13} {"oracle >> nominal":>17}')
         for split, spec in sc.splits.items():
             if not spec.fixed:
                 continue
             tasks = env.sample_tasks(None, split)
-            ret = np.array([_row(env, task, seed + i) for i, task in enumerate(tasks)])
+            ret = np.array([_row(env, task, seed + i, checkpoint)
+                            for i, task in enumerate(tasks)])
             nominal, oracle, zero = ret.T
             # Normalized like the evaluation protocol: (R - R_zero) / (R_oracle - R_zero).
             score = (nominal.mean() - zero.mean()) / (oracle.mean() - zero.mean())
@@ -83,7 +89,7 @@ def summarize(name, seed, out=print):
                 f'{oracle.mean():>8.2f} ±{oracle.std():>5.2f} {zero.mean():>9.2f} '
                 f'{score:>13.2f} {gap:>16.0%}')
             numbers[split] = {'nominal': nominal, 'oracle': oracle, 'zero': zero}
-        nominal_task = _row(env, Task(), seed)
+        nominal_task = _row(env, Task(), seed, checkpoint)
         out(f'nominal robot: nominal {nominal_task[0]:.2f}, zero {nominal_task[2]:.2f}')
     finally:
         env.close()
@@ -98,9 +104,17 @@ def run(args):
     print('Returns of one episode per task: "nominal" = a controller tuned for the nominal '
           'dynamics,\n"oracle" = the same controller told the true task (undoes reversed/weak '
           'motors and\ncalibration offsets), "zero" = no torque. Split "-" is the nominal robot.')
+    checkpoint = None
+    if args.policy is not None:
+        from maml_robot.checkpoint import load_checkpoint
+        from maml_robot.online import resolve_checkpoint
+        if not args.summary or len(args.scenario) != 1:
+            raise ValueError('--policy needs --summary and one --scenario (the one the '
+                             'checkpoint was trained on)')
+        checkpoint = load_checkpoint(resolve_checkpoint(args.policy))
     for name in args.scenario:
         if args.summary:
-            summarize(name, args.seed)
+            summarize(name, args.seed, checkpoint=checkpoint, label=args.policy)
         else:
             show(name, args.splits, args.tasks, args.seed)
     if args.summary:

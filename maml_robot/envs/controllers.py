@@ -99,8 +99,57 @@ class GaitController:
         return np.clip(a * self.gain, -1.0, 1.0)
 
 
-def make_controller(scenario, task=None):
-    """Return the reference controller of a scenario (oracle when ``task`` is given)."""
+class PolicyController:
+    """
+    A trained policy (a checkpoint's mean action) used as a fixed controller.
+
+    The oracle version (given ``task``) removes the calibration offsets from the measured joint
+    positions in the observation and divides each command by the motor's sign x strength, so
+    the policy sees and drives the robot as if its motors and sensors were nominal (payload,
+    masses, damping, friction and latency stay as the task has them; a dead joint stays dead).
+    Needs an observation with ``joint_position`` (the legged robots); terms computed from the
+    joint angles (the reacher's fingertip) cannot be corrected this way.
+
+    :param checkpoint: a loaded :class:`~maml_robot.checkpoint.Checkpoint` of this scenario.
+    """
+
+    def __init__(self, checkpoint, scenario, task=None):
+        import torch
+        layout = observation_layout(scenario)
+        if list(checkpoint.observation_layout) != layout:
+            raise ValueError(f'the checkpoint observes {list(checkpoint.observation_layout)}, '
+                             f'scenario {scenario.name!r} {layout}: use a checkpoint trained on '
+                             'this scenario')
+        if task is not None and 'joint_position' not in scenario.observation:
+            raise ValueError(f'scenario {scenario.name!r} does not observe joint_position, so '
+                             'the oracle cannot correct its observation; use the reference '
+                             'controller (no checkpoint) for it')
+        names = scenario.joint_names
+        j = len(names)
+        self.pos = ([layout.index(f'joint_position[{n}]') for n in names]
+                    if 'joint_position' in scenario.observation else [])
+        self.offset = np.zeros(j) if task is None else task.joint_array('calibration_offset', j)
+        self.gain = np.ones(j) if task is None else _oracle_gain(scenario, task)
+        self.policy, self.params, self.torch = checkpoint.make_policy(), checkpoint.params, torch
+
+    def __call__(self, obs):
+        """Return the normalized action (J,) for observation ``obs``."""
+        obs = np.array(obs, dtype=np.float32)
+        if self.pos:
+            obs[self.pos] -= self.offset
+        with self.torch.no_grad():
+            mean = self.policy.mean_action(self.params, self.torch.as_tensor(obs)[None])[0]
+        return np.clip(mean.double().numpy() * self.gain, -1.0, 1.0)
+
+
+def make_controller(scenario, task=None, checkpoint=None):
+    """
+    Return the reference controller of a scenario (oracle when ``task`` is given).
+
+    With a loaded ``checkpoint`` the controller is that policy (:class:`PolicyController`).
+    """
+    if checkpoint is not None:
+        return PolicyController(checkpoint, scenario, task)
     if scenario.kinematics is not None and scenario.goal_radius is not None:
         return ReacherController(scenario, task)
     return GaitController(scenario, task)

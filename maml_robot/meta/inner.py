@@ -24,6 +24,13 @@ class InnerConfig:
     """Inner step size alpha (initial value of every per-parameter step when learn_lr)."""
     learn_lr: bool = False
     """Meta-SGD (Li et al. 2017): one learned step size per parameter entry."""
+    lr_per: str = 'entry'
+    """With ``learn_lr``: 'entry' (Meta-SGD, one step size per parameter entry) or 'tensor'
+    (one per parameter tensor, i.e. per layer: the LSLR of MAML++, Antoniou et al. 2019)."""
+    fixed_lr: tuple = ('log_std',)
+    """With ``learn_lr``: parameters whose step size stays ``lr`` (not learned). The
+    exploration scale by default: learning its step made the post-update std jump by a
+    factor of ~40 in one step and the meta-gradient NaN (reacher, docs/ALGORITHMS.md)."""
     gamma: float = 0.99
     """Discount factor of the inner policy gradient."""
     gae_lambda: float = 1.0
@@ -46,10 +53,15 @@ class InnerConfig:
             raise ValueError(f'baseline {self.baseline!r} unknown; use one of {BASELINES}')
         if int(self.steps) < 1:
             raise ValueError(f'inner steps must be >= 1, got {self.steps}')
+        if self.lr_per not in ('entry', 'tensor'):
+            raise ValueError(f"lr_per must be 'entry' or 'tensor', got {self.lr_per!r}")
+        if isinstance(self.fixed_lr, str) or not all(isinstance(k, str) for k in self.fixed_lr):
+            raise ValueError(f'fixed_lr must be a list of parameter names, got {self.fixed_lr!r}')
+        object.__setattr__(self, 'fixed_lr', tuple(self.fixed_lr))
 
     def to_dict(self):
         """Return a JSON-able dict."""
-        return asdict(self)
+        return dict(asdict(self), fixed_lr=list(self.fixed_lr))
 
     @classmethod
     def from_dict(cls, d):
@@ -67,6 +79,9 @@ def init_inner_lr(config, params):
     """Return the inner step size: a float, or (Meta-SGD) a dict of tensors like ``params``."""
     if not config.learn_lr:
         return float(config.lr)
+    if config.lr_per == 'tensor':
+        return {k: torch.full((), float(config.lr), dtype=v.dtype, device=v.device)
+                for k, v in params.items()}
     return {k: torch.full_like(v.detach(), float(config.lr)) for k, v in params.items()}
 
 

@@ -66,7 +66,7 @@ class MetaLearner:
         self.params = {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}
         lr = init_inner_lr(inner, self.params)
         if isinstance(lr, dict):
-            lr = {k: v.requires_grad_(True) for k, v in lr.items()}
+            lr = {k: v.requires_grad_(k not in inner.fixed_lr) for k, v in lr.items()}
         self.inner_lr = lr
         self.iteration = 0
 
@@ -75,7 +75,8 @@ class MetaLearner:
         """Return ``[(name, tensor)]`` of everything the outer loop trains."""
         named = [(f'params.{k}', v) for k, v in self.params.items()]
         if isinstance(self.inner_lr, dict):
-            named += [(f'inner_lr.{k}', v) for k, v in self.inner_lr.items()]
+            named += [(f'inner_lr.{k}', v) for k, v in self.inner_lr.items()
+                      if k not in self.inner.fixed_lr]
         return named
 
     def meta_parameters(self):

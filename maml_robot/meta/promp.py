@@ -34,6 +34,16 @@ class ProMPConfig:
     """Standardize post-update advantages per task."""
     max_grad_norm: float = 0.0
     """Clip the meta-gradient norm to this value; 0 disables."""
+    max_post_clip_frac: float = 0.0
+    """Outer-step trust region; 0 disables. After each Adam step the loss is evaluated again:
+    if it is not finite or more than this share of the post-update samples left the clip range
+    (the post-update policy moved too far), the step is halved back towards the previous
+    parameters (up to ``max_backtracks`` times), or else undone and the iteration's remaining
+    outer steps skipped. Needed with Meta-SGD, whose learned step sizes make the post-update
+    policy very sensitive to the meta-parameters. (The loss value is not a criterion: the
+    DiCE score term has value 0 whatever the parameters, so it cannot show progress.)"""
+    max_backtracks: int = 5
+    """Halvings of a rejected outer step before it is undone (with ``max_post_clip_frac``)."""
 
     def __post_init__(self):
         check_common(self)
@@ -41,6 +51,9 @@ class ProMPConfig:
             raise ValueError('outer_lr and clip_eps must be > 0 and num_outer_steps >= 1')
         if self.kl_coeff < 0 or self.target_kl <= 0 or self.max_grad_norm < 0:
             raise ValueError('kl_coeff and max_grad_norm must be >= 0 and target_kl > 0')
+        if not 0 <= self.max_post_clip_frac <= 1 or self.max_backtracks < 0:
+            raise ValueError('max_post_clip_frac must be in [0, 1] (0: no guard) and '
+                             'max_backtracks >= 0')
 
 
 class ProMPLearner(MetaLearner):
@@ -101,27 +114,63 @@ class ProMPLearner(MetaLearner):
         steps = as_steps(pre_episodes)
         prepared = self._prepare(steps, post_episodes)
         old_params = {k: v.detach().clone() for k, v in self.params.items()}
-        stats = {}
+        guard = self.config.max_post_clip_frac > 0
+        stats, taken, backtracks = {}, 0, 0
+        loss, info = self.meta_loss(steps, post_episodes, old_params, prepared)
         for k in range(self.config.num_outer_steps):
-            loss, info = self.meta_loss(steps, post_episodes, old_params, prepared)
             self.optimizer.zero_grad()
             loss.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(
                 self.meta_parameters(),
                 self.config.max_grad_norm if self.config.max_grad_norm > 0 else math.inf)
             if not torch.isfinite(grad_norm):
+                if guard and k > 0:   # keep the steps taken so far
+                    break
                 raise FloatingPointError('ProMP meta-gradient is NaN/inf; lower outer_lr or the '
                                          'inner lr, or check the episodes for bad rewards')
-            self.optimizer.step()
             if k == 0:
                 stats.update(loss_first=float(loss.detach()), grad_norm=float(grad_norm),
                              surrogate_first=info['surrogate'])
+            if not guard:
+                self.optimizer.step()
+                taken += 1
+                if k + 1 < self.config.num_outer_steps:
+                    loss, info = self.meta_loss(steps, post_episodes, old_params, prepared)
+                continue
+            result = self._guarded_step(steps, post_episodes, old_params, prepared)
+            backtracks += result[2]
+            if result[0] is None:     # rejected: parameters are back where they were
+                break
+            loss, info = result[0], result[1]
+            taken += 1
         stats.update(loss_last=float(loss.detach()), surrogate_last=info['surrogate'],
                      kl_pre=info['kl_pre'], clip_frac=info['clip_frac'])
+        if guard:
+            stats.update(outer_steps_taken=float(taken), outer_backtracks=float(backtracks))
         self._update_kl_coeff(info['kl_pre'])
         stats.update(kl_coeff=self.kl_coeff, **task_stats(steps, post_episodes))
         self.iteration += 1
         return stats
+
+    def _guarded_step(self, steps, post, old_params, prepared):
+        """Adam step, then halve it back until the post-update policy is within the budget."""
+        params = self.meta_parameters()
+        before = [p.detach().clone() for p in params]
+        self.optimizer.step()
+        after = [p.detach().clone() for p in params]
+        limit = self.config.max_post_clip_frac
+        for j in range(self.config.max_backtracks + 1):
+            if j > 0:
+                with torch.no_grad():
+                    for p, b, a in zip(params, before, after):
+                        p.copy_(b + (a - b) * 0.5 ** j)
+            new_loss, new_info = self.meta_loss(steps, post, old_params, prepared)
+            if math.isfinite(float(new_loss.detach())) and new_info['clip_frac'] <= limit:
+                return new_loss, new_info, j
+        with torch.no_grad():
+            for p, b in zip(params, before):
+                p.copy_(b)
+        return None, None, self.config.max_backtracks + 1
 
     def _update_kl_coeff(self, kl):
         if not self.config.adaptive_kl:

@@ -320,13 +320,15 @@ class Trainer:
 
 def build_learner(cfg: TrainConfig, policy, params):
     """Return the outer learner (maml_robot.meta.learners) the config asks for."""
-    inner = InnerConfig(lr=cfg.inner_lr, learn_lr=cfg.learn_inner_lr, gamma=cfg.gamma,
+    inner = InnerConfig(lr=cfg.inner_lr, learn_lr=cfg.learn_inner_lr,
+                        lr_per=cfg.inner_lr_per, gamma=cfg.gamma,
                         gae_lambda=cfg.gae_lambda, steps=cfg.inner_steps)
     if cfg.algorithm == 'trpo':
         algo = {'max_kl': cfg.max_kl}
     else:
         algo = {'outer_lr': cfg.outer_lr, 'num_outer_steps': cfg.outer_steps,
-                'clip_eps': cfg.clip_eps, 'kl_coeff': cfg.kl_coeff}
+                'clip_eps': cfg.clip_eps, 'kl_coeff': cfg.kl_coeff,
+                'max_post_clip_frac': cfg.max_post_clip_frac}
     return make_learner(cfg.algorithm, policy, params, inner, algo)
 
 

@@ -135,8 +135,10 @@ class World:
         # effort = action * gain: effort limit x strength x direction (0 for a dead joint)
         self._gain = (self._effort * task.joint_array('motor_strength', j)
                       * task.joint_array('motor_direction', j) * alive)
+        self._gain_list = self._gain.tolist()
         self._offset = task.joint_array('calibration_offset', j)
-        self._latency = np.zeros((task.latency_steps + 1, j))  # FIFO of commanded actions
+        self._sensor_offset = np.concatenate([self._offset, np.zeros(j)])  # (2J,)
+        self._latency = [[0.0] * j for _ in range(task.latency_steps + 1)]  # FIFO of commands
         self._latency_pos = 0
 
     def get_task(self):
@@ -162,7 +164,7 @@ class World:
             origin = sc.kinematics['origin']
             self.set_goal((origin[0] + radius * math.cos(angle),
                            origin[1] + radius * math.sin(angle), origin[2]))
-        self._latency[:] = 0.0
+        self._latency = [[0.0] * j for _ in self._latency]
         self._latency_pos = 0
         self._torque = [0.0] * j
         self._read()
@@ -180,19 +182,22 @@ class World:
 
         Returns the clipped action (what the reward's control cost sees).
         """
+        # plain-float arithmetic: for a handful of joints it is several times cheaper than
+        # numpy ufuncs, and this runs once per control step
         a = np.asarray(action, dtype=float)
-        if a.shape != self._action_shape or not np.isfinite(a).all():
+        values = a.tolist()
+        if a.shape != self._action_shape or not all(map(math.isfinite, values)):
             raise ValueError(f'action must be {len(self._joints)} finite numbers, got {action!r}')
-        a = np.minimum(np.maximum(a, -1.0), 1.0)
+        clipped = [-1.0 if v < -1.0 else (1.0 if v > 1.0 else v) for v in values]
         buf = self._latency
         if len(buf) == 1:
-            delayed = a
+            delayed = clipped
         else:
-            buf[self._latency_pos] = a
+            buf[self._latency_pos] = clipped
             self._latency_pos = (self._latency_pos + 1) % len(buf)
             delayed = buf[self._latency_pos]  # the oldest command
-        self._torque = (delayed * self._gain).tolist()
-        return a
+        self._torque = [d * g for d, g in zip(delayed, self._gain_list)]
+        return np.array(clipped)
 
     def step(self):
         """Advance the physics by one control period (frame_skip steps) under the torques."""
@@ -209,8 +214,9 @@ class World:
     def _read(self):
         cid, body = self._cid, self._body
         states = pybullet.getJointStates(body, self._joints, physicsClientId=cid)
-        pos_vel = np.array([s[:2] for s in states])  # (J, 2)
-        self._q, self._qd = pos_vel[:, 0], pos_vel[:, 1]
+        j = len(states)
+        self._pos_vel = np.array([s[0] for s in states] + [s[1] for s in states])  # (2J,)
+        self._q, self._qd = self._pos_vel[:j], self._pos_vel[j:]
         if not self._needs_base:
             self._base = (None, None, None, None)
         elif self._base_index == -1:
@@ -229,14 +235,13 @@ class World:
 
     def measured_state(self):
         """Return the state as the sensors report it: calibration offset and noise added."""
-        q = self._q + self._offset
-        qd = self._qd
+        measured = self._pos_vel + self._sensor_offset     # (2J,): positions, velocities
         std = self.task.obs_noise_std
-        if std > 0:
-            q = q + self._rng.normal(0.0, std, q.shape)
-            qd = qd + self._rng.normal(0.0, std, qd.shape)
+        if std > 0:   # one draw for positions then velocities: the same numbers as two draws
+            measured += std * self._rng.standard_normal(len(measured))
+        j = len(self._q)
         pos, orn, lin, ang = self._base
-        return RobotState(q, qd, self._goal, pos, orn, lin, ang)
+        return RobotState(measured[:j], measured[j:], self._goal, pos, orn, lin, ang)
 
     def link_position(self, name):
         """Return the world position (3,) of a URDF link's frame (for tests and tools)."""
