@@ -296,7 +296,7 @@ class Sampler:
         same = all(v.dim() > 0 and v.stride(0) == 0 for v in params_b.values())
         params = {k: np.ascontiguousarray(v[:1] if same else v, dtype=np.float32)
                   for k, v in ((k, v.detach().cpu().numpy()) for k, v in params_b.items())}
-        index = np.repeat(np.arange(num_tasks), num_rollouts) * (0 if same else 1)
+        index = np.repeat(np.arange(num_tasks), num_rollouts)   # each env's task
         job = RolloutJob(
             params=params, obs_mean=policy.obs_mean.detach().cpu().numpy().astype(np.float32),
             obs_std=policy.obs_std.detach().cpu().numpy().astype(np.float32),

@@ -28,7 +28,9 @@ class RolloutJob:
     One sampling call's work for a pool: per-env task index and seed, the policy, the horizon.
 
     ``params`` maps each policy parameter name to a float32 array with a leading task dim ``B``
-    (or 1 when every task shares the parameters); ``task_index[e]`` picks env ``e``'s row.
+    (or 1 when every task shares the parameters). ``task_index[e]`` is env ``e``'s task: it
+    picks the parameter row (row 0 when shared) and groups the envs of one batched policy call,
+    so two tasks' episodes never share a row even when their parameters are the same.
     """
 
     params: dict
@@ -46,7 +48,7 @@ class RolloutJob:
     horizon: int
     """Steps per episode (fewer when an env terminates or truncates)."""
     task_index: np.ndarray
-    """(E,) int: row of ``params`` for each env of the job."""
+    """(E,) int: the task of each env of the job (its ``params`` row unless shared)."""
     seeds: np.ndarray
     """(E,) int: reset seed of each env's episode (and root of its noise)."""
     slot: np.ndarray
@@ -112,6 +114,7 @@ def run_episodes(envs, job: RolloutJob, low: np.ndarray, high: np.ndarray, on_en
     noise = np.stack([np.random.default_rng([int(s), NOISE_STREAM]).standard_normal(
         (horizon, act_dim), dtype=np.float32) for s in job.seeds]) if num else None
     std = np.exp(job.params['log_std']).astype(np.float32)      # (B or 1, act_dim)
+    shared = std.shape[0] == 1                                  # one parameter row for all
     rows = {int(b): np.flatnonzero(job.task_index == b) for b in np.unique(job.task_index)}
     batch = np.zeros((job.slots, obs_dim), dtype=np.float32)   # one task's policy input
     alive = np.ones(num, dtype=bool)
@@ -126,8 +129,9 @@ def run_episodes(envs, job: RolloutJob, low: np.ndarray, high: np.ndarray, on_en
             if members.size:
                 batch.fill(0.0)
                 batch[job.slot[members]] = obs[members]
-                mean = mean_actions(job, b, batch)[job.slot[members]]
-                out_act[members, t] = mean + std[b] * noise[members, t]
+                row = 0 if shared else b
+                mean = mean_actions(job, row, batch)[job.slot[members]]
+                out_act[members, t] = mean + std[row] * noise[members, t]
         clipped = np.clip(out_act[:, t], low, high)      # (E, act_dim), one call for all
         for e in live.tolist():
             if on_env is not None:
