@@ -33,8 +33,11 @@ HORIZON = 12
 # Ray on loopback only (its default is the machine's outward address), no token files
 RAY_ENV = {'RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER': '0', 'RAY_AUTH_MODE': 'disabled',
            'RAY_USAGE_STATS_ENABLED': '0'}
+# central inference: these tests inject faults into the per-step calls (the reacher config's
+# own default runs whole episodes in the workers; tested separately below)
 TINY = {'tasks_per_iteration': 2, 'rollouts_per_task': 2, 'horizon': 8, 'workers': 2,
-        'device': 'cpu', 'outer_steps': 2, 'hidden_sizes': (16,), 'checkpoint_every': 1}
+        'device': 'cpu', 'outer_steps': 2, 'hidden_sizes': (16,), 'checkpoint_every': 1,
+        'inference': 'central'}
 
 
 @pytest.fixture(autouse=True)
