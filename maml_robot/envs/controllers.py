@@ -16,6 +16,14 @@ def _oracle_gain(scenario, task):
     return np.where(dead, 0.0, 1.0 / safe)
 
 
+def _corrections(scenario, task):
+    """Return (calibration offset (J,), command gain (J,)): none for the nominal controller."""
+    j = len(scenario.joint_names)
+    if task is None:
+        return np.zeros(j), np.ones(j)
+    return task.joint_array('calibration_offset', j), _oracle_gain(scenario, task)
+
+
 class ReacherController:
     """
     Jacobian-transpose PD reaching controller on the observation (cos/sin, velocity, goal).
@@ -40,9 +48,7 @@ class ReacherController:
         self.chain, self.lengths = list(kin['chain_index']), kin['link_lengths']
         self.origin = np.asarray(kin['origin'][:2])
         self.effort = scenario.effort_limits
-        j = len(names)
-        self.offset = np.zeros(j) if task is None else task.joint_array('calibration_offset', j)
-        self.gain = np.ones(j) if task is None else _oracle_gain(scenario, task)
+        self.offset, self.gain = _corrections(scenario, task)
         self.kp, self.kd = kp, kd
 
     def __call__(self, obs):
@@ -86,8 +92,7 @@ class GaitController:
         self.dt = scenario.control_period
         self.amplitude, self.omega = amplitude, 2 * math.pi * frequency_hz
         self.kp, self.kd = kp, kd
-        self.offset = np.zeros(j) if task is None else task.joint_array('calibration_offset', j)
-        self.gain = np.ones(j) if task is None else _oracle_gain(scenario, task)
+        self.offset, self.gain = _corrections(scenario, task)
         self.t = 0
 
     def __call__(self, obs):
@@ -125,11 +130,9 @@ class PolicyController:
                              'the oracle cannot correct its observation; use the reference '
                              'controller (no checkpoint) for it')
         names = scenario.joint_names
-        j = len(names)
         self.pos = ([layout.index(f'joint_position[{n}]') for n in names]
                     if 'joint_position' in scenario.observation else [])
-        self.offset = np.zeros(j) if task is None else task.joint_array('calibration_offset', j)
-        self.gain = np.ones(j) if task is None else _oracle_gain(scenario, task)
+        self.offset, self.gain = _corrections(scenario, task)
         self.policy, self.params, self.torch = checkpoint.make_policy(), checkpoint.params, torch
 
     def __call__(self, obs):

@@ -133,11 +133,12 @@ class World:
         j = len(self._joints)
         alive = np.array([0.0 if n in task.dead_joints else 1.0 for n in sc.joint_names])
         # effort = action * gain: effort limit x strength x direction (0 for a dead joint)
-        self._gain = (self._effort * task.joint_array('motor_strength', j)
-                      * task.joint_array('motor_direction', j) * alive)
-        self._gain_list = self._gain.tolist()
-        self._offset = task.joint_array('calibration_offset', j)
-        self._sensor_offset = np.concatenate([self._offset, np.zeros(j)])  # (2J,)
+        gain = (self._effort * task.joint_array('motor_strength', j)
+                * task.joint_array('motor_direction', j) * alive)
+        self._gain_list = gain.tolist()
+        # measured = true + offset: calibration offsets on positions, none on velocities
+        self._sensor_offset = np.concatenate([task.joint_array('calibration_offset', j),
+                                              np.zeros(j)])  # (2J,)
         self._latency = [[0.0] * j for _ in range(task.latency_steps + 1)]  # FIFO of commands
         self._latency_pos = 0
 
