@@ -178,7 +178,8 @@ def main(argv=None) -> None:
         f'| same, pipeline=True | {ours["pipelined"]:,.0f} | '
         f'{ours["pipelined"] / ideal:.0%} of ideal; {ours["pipelined"] / parallel:.0%} of '
         'parallel raw |',
-        f'| Sampler, inference=workers (whole episodes in the workers, numpy policy) | '
+        '| Sampler, inference=workers (each worker runs its share of all episodes in batches on '
+        'its envs, numpy policy) | '
         f'{ours["workers"]:,.0f} | {ours["workers"] / ideal:.0%} of ideal (target >= 80%); '
         f'{ours["workers"] / parallel:.0%} of parallel raw |',
         f'| same, different params per task | {ours["workers-per-task"]:,.0f} | '

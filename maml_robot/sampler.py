@@ -74,10 +74,12 @@ class Sampler:
         seed, ``N`` and ``max_envs``, never on the number of workers.
     :param inference: 'central' (default): the main process computes every action, one
         batched call per step on ``device`` (the GPU when there is one), and the workers only
-        step; 'workers': each worker gets the policy once per call and runs whole episodes
-        with a numpy copy of it (no per-step round trip; fastest on a CPU-only machine, see
-        ``maml_robot.sampling.rollout``). The two draw different exploration noise (same
-        statistics); neither depends on the number of workers or on the backend.
+        step; 'workers': each worker gets the policy and its share of all the episodes once
+        per call and runs them to the end with a numpy copy of the policy, in batches of at
+        most its envs (no per-step round trip and no waves; fastest on a CPU-only machine,
+        see ``maml_robot.sampling.rollout``). The two draw different exploration noise (same
+        statistics); neither depends on the number of workers or on the backend, and
+        'workers' results do not depend on ``max_envs`` either.
     """
 
     def __init__(self, scenario=None, num_workers: int = 1, seed: int = 0, *,
@@ -157,28 +159,32 @@ class Sampler:
         words = seed.generate_state(num_tasks * num_rollouts + 1)  # uint32 words
         env_seeds = words[:-1].reshape(num_tasks, num_rollouts)    # one per episode (B, N)
         tasks_per_wave = max(1, self.max_envs // num_rollouts)
+        pool_envs = min(tasks_per_wave, num_tasks) * num_rollouts
+        if self.inference == 'workers':  # no waves: each worker runs its share in batches
+            return self._with_retries(policy, pool_envs, self._episodes_from_workers, policy,
+                                      params_b, list(tasks), env_seeds.reshape(-1),
+                                      (num_tasks, num_rollouts))
         parts = []
         for wave, b0 in enumerate(range(0, num_tasks, tasks_per_wave)):
             chunk = slice(b0, min(b0 + tasks_per_wave, num_tasks))
             noise = np.random.SeedSequence([int(words[-1]), wave]).generate_state(2)
-            parts.append(self._sample_wave(
-                policy, {k: v[chunk] for k, v in params_b.items()}, list(tasks[chunk]),
+            parts.append(self._with_retries(
+                policy, pool_envs, self._sample_once, policy,
+                {k: v[chunk] for k, v in params_b.items()}, list(tasks[chunk]),
                 env_seeds[chunk].reshape(-1), int(noise[0]) << 32 | int(noise[1]),
-                num_rollouts, min(tasks_per_wave, num_tasks) * num_rollouts))
+                num_rollouts))
         if len(parts) == 1:
             return parts[0]
         from maml_robot.meta.episodes import Episodes
         return Episodes(*(torch.cat(fields) for fields in zip(*(p.as_tuple() for p in parts))))
 
-    def _sample_wave(self, policy, params_w, tasks, env_seeds, noise_seed, num_rollouts,
-                     pool_envs):
-        """Roll out one wave of tasks (all their rollouts at once); retry after crashes."""
+    def _with_retries(self, policy, pool_envs, fn, *args):
+        """Return ``fn(*args)`` on a pool of >= ``pool_envs`` envs; retry after crashes."""
         last = None
         for attempt in range(self.max_retries + 1):
             try:
                 self._ensure_started(policy, pool_envs)
-                return self._sample_once(policy, params_w, tasks, env_seeds, noise_seed,
-                                         num_rollouts)
+                return fn(*args)
             except WorkerCrashed as err:
                 last = err
                 self.crash_reports.extend(err.failures)
@@ -217,8 +223,6 @@ class Sampler:
         groups = min(GROUPS, num_rollouts) if self.pipeline else 1
         env_tasks = [task for task in tasks for _ in range(num_rollouts)]
         self.backend.set_tasks(env_tasks + [tasks[-1]] * (pool - used))  # idle envs: any task
-        if self.inference == 'workers':
-            return self._episodes_from_workers(policy, params_b, env_seeds, shape)
         seeds = np.zeros(pool, dtype=np.int64)
         seeds[:used] = env_seeds
         obs_bn = self.backend.reset(seeds)[:used].reshape(shape + (obs_dim,))  # shared view
@@ -287,8 +291,14 @@ class Sampler:
                         rewards=arrange(rew_buf), mask=arrange(mask_buf),
                         log_probs=arrange(logp_buf))
 
-    def _episodes_from_workers(self, policy, params_b, env_seeds, shape):
-        """Run the wave's episodes inside the workers; log-probs in one batched call here."""
+    def _episodes_from_workers(self, policy, params_b, tasks, env_seeds, shape):
+        """
+        Run all episodes inside the workers in one job (tasks in it, log-probs computed there).
+
+        Each worker gets its share of the episodes and runs them in batches on its envs, so
+        it never waits for the main process between batches; the results are the same for any
+        pool size, number of workers and backend.
+        """
         from maml_robot.meta.episodes import Episodes
         from maml_robot.sampling.rollout import RolloutJob
         num_tasks, num_rollouts = shape
@@ -303,18 +313,16 @@ class Sampler:
             obs_clip=float(config.obs_clip), activation=config.activation,
             num_hidden=len(config.hidden_sizes), horizon=self.horizon, task_index=index,
             seeds=np.asarray(env_seeds, dtype=np.int64),
-            slot=np.tile(np.arange(num_rollouts), num_tasks), slots=num_rollouts)
+            slot=np.tile(np.arange(num_rollouts), num_tasks), slots=num_rollouts,
+            tasks=tuple(task for task in tasks for _ in range(num_rollouts)))
         out = self.backend.rollout(job)
         dev = self.device
 
         def arrange(x):  # (B*N, T, ...) -> (B, N, T, ...)
             return torch.as_tensor(x).reshape(shape + x.shape[1:]).to(dev)
 
-        obs, actions = arrange(out['observations']), arrange(out['actions'])
         mask = arrange(out['mask'])
-        with torch.no_grad():
-            params_d = {k: v.detach().to(dev) for k, v in params_b.items()}
-            log_probs = policy.batched_log_prob(params_d, obs, actions) * mask
         self.env_steps += int(mask.sum())
-        return Episodes(observations=obs, actions=actions, rewards=arrange(out['rewards']),
-                        mask=mask, log_probs=log_probs)
+        return Episodes(observations=arrange(out['observations']),
+                        actions=arrange(out['actions']), rewards=arrange(out['rewards']),
+                        mask=mask, log_probs=arrange(out['log_probs']))

@@ -1,9 +1,11 @@
 """Sampler with inference='workers': whole episodes inside the workers (Pendulum stand-in)."""
 
+from dataclasses import replace
+
 from maml_robot.policy import expand_params, GaussianPolicy, PolicyConfig, stack_params
 from maml_robot.sampler import Sampler, SamplerError
-from maml_robot.sampling import ProcessBackend
-from maml_robot.sampling.rollout import RolloutJob
+from maml_robot.sampling import ProcessBackend, WorkerCrashed
+from maml_robot.sampling.rollout import RolloutJob, run_job
 from maml_robot.sampling.standin import make_pendulum_task_env
 import numpy as np
 import pytest
@@ -152,3 +154,44 @@ def test_numpy_forward_matches_the_torch_forward(activation):
         expected = policy.mean_action({k: v[b] for k, v in params_b.items()}, obs)
         got = mean_actions(job, b, obs.numpy())
         np.testing.assert_allclose(got, expected.numpy(), rtol=1e-5, atol=1e-5)
+
+
+def _job(policy, params_b, tasks, n=2):
+    params = {k: v.detach().numpy() for k, v in params_b.items()}
+    return RolloutJob(params=params, obs_mean=policy.obs_mean.numpy(),
+                      obs_std=policy.obs_std.numpy(), obs_clip=policy.config.obs_clip,
+                      activation='tanh', num_hidden=2, horizon=HORIZON,
+                      task_index=np.repeat(np.arange(len(tasks)), n),
+                      seeds=np.arange(len(tasks) * n) + 100,
+                      slot=np.tile(np.arange(n), len(tasks)), slots=n,
+                      tasks=tuple(t for t in tasks for _ in range(n)))
+
+
+def test_a_job_with_tasks_runs_in_batches_and_names_the_failing_task():
+    """More episodes than envs: the workers retask their envs batch by batch, no round trip."""
+    policy = make_policy()
+    params_b = per_task_params(policy)
+    job = _job(policy, params_b, TASKS)
+    envs = [make_pendulum_task_env() for _ in range(6)]   # one env per episode, in-process
+    low, high = envs[0].action_space.low, envs[0].action_space.high
+    ref = run_job(envs, job, low, high)
+    assert ref['log_probs'][0, 5:].tolist() == [0.0] * (HORIZON - 5)  # task 0 ended at step 5
+    backend = ProcessBackend(2)
+    try:
+        backend.start(make_pendulum_task_env, 2)          # 6 episodes on 2 envs: 3 batches each
+        got = backend.rollout(job)
+        for key in ref:
+            np.testing.assert_array_equal(got[key], ref[key], err_msg=key)
+        bad = {'g': 9.0, 'fault': 'raise', 'fault_step': 2}
+        with pytest.raises(WorkerCrashed) as crash:
+            backend.rollout(_job(policy, params_b, [TASKS[1], TASKS[2], bad]))
+        failure, = crash.value.failures
+        assert failure.worker == 1 and bad in failure.tasks and TASKS[1] not in failure.tasks
+        assert f'(task {bad!r})' in failure.message
+        assert 'injected fault at step 2' in failure.message
+        again = backend.rollout(job)                      # the replaced worker serves again
+        np.testing.assert_array_equal(again['observations'], ref['observations'])
+    finally:
+        backend.close()
+    with pytest.raises(ValueError, match='give the job its tasks'):
+        run_job(envs[:2], replace(job, tasks=None), low, high)

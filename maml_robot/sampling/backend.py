@@ -105,10 +105,12 @@ class WorkerBackend(abc.ABC):
 
     def rollout(self, job) -> dict:
         """
-        Run one whole episode per env of ``job`` (a ``RolloutJob``) inside the workers.
+        Run the whole episodes of ``job`` (a ``RolloutJob``) inside the workers.
 
-        The envs ``0..job.num_envs-1`` must have their tasks set. Returns the arrays of
-        :func:`maml_robot.sampling.rollout.run_episodes` for all those envs, in env order.
+        Without ``job.tasks``: one episode per env ``0..job.num_envs-1``, which must have their
+        tasks set. With them: any number of episodes, each worker running its share in batches
+        on its envs without a round trip per batch. Returns the arrays of
+        :func:`maml_robot.sampling.rollout.run_episodes` for all episodes, in job order.
         """
         raise NotImplementedError(f'{type(self).__name__} cannot run episodes inside its '
                                   "workers; use the sampler's inference='central'")
@@ -129,12 +131,24 @@ class WorkerBackend(abc.ABC):
 
 
 def split_job(job, ranges: list) -> dict:
-    """Return ``{worker: its part of job}`` for the workers that own envs of ``job``."""
-    if job.num_envs > ranges[-1].stop:
-        raise ValueError(f'the job needs {job.num_envs} environments; the pool has '
-                         f'{ranges[-1].stop}')
-    return {w: job.envs(envs.start, min(envs.stop, job.num_envs))
-            for w, envs in enumerate(ranges) if envs.start < job.num_envs}
+    """
+    Return ``{worker: its part of job}`` for the workers that get episodes of ``job``.
+
+    A job without tasks runs episode ``e`` on env ``e`` (the envs have their tasks), so it
+    goes to the workers that own its envs. A job with tasks may hold any number of episodes:
+    they are shared out in contiguous blocks in proportion to each worker's envs, and each
+    worker runs its block in batches (:func:`maml_robot.sampling.rollout.run_job`).
+    """
+    total = ranges[-1].stop
+    if job.tasks is None:
+        if job.num_envs > total:
+            raise ValueError(f'the job needs {job.num_envs} environments; the pool has {total}')
+        return {w: job.envs(envs.start, min(envs.stop, job.num_envs))
+                for w, envs in enumerate(ranges) if envs.start < job.num_envs}
+    owned = np.cumsum([0] + [len(envs) for envs in ranges])
+    bounds = (owned * job.num_envs / max(1, total)).round().astype(int)
+    return {w: job.envs(int(lo), int(hi))
+            for w, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:])) if hi > lo}
 
 
 def split_envs(num_envs: int, num_workers: int) -> list:

@@ -77,6 +77,7 @@ class ProcessBackend(WorkerBackend):
         self._busy = [None] * GROUPS  # workers signalled per step group, None when idle
         self._outstanding = []        # unanswered messages per worker
         self._results = {}            # rollout answers by worker
+        self._job_tasks = {}          # worker -> the tasks of its part of a running job
         self._factory = None
         self.spaces = None
         self._finalizer = None
@@ -187,8 +188,15 @@ class ProcessBackend(WorkerBackend):
             self._send(w, ('rollout', part))
         busy = list(parts)
         self._results = {}
+        # a job with tasks retasks the envs: crash reports name the job's tasks
+        self._job_tasks = {} if job.tasks is None else {w: p.tasks for w, p in parts.items()}
+        if job.tasks is not None:
+            self._tasks = [None] * self.num_envs  # the envs' tasks are the job's now
         widest = max(part.num_envs for part in parts.values())
-        self._collect(busy, self.rollout_timeout(self.step_timeout, job, widest))
+        try:
+            self._collect(busy, self.rollout_timeout(self.step_timeout, job, widest))
+        finally:
+            self._job_tasks = {}
         return concat_results([self._results.pop(w) for w in busy])
 
     # ------------------------------------------------------------------------------ internals
@@ -234,11 +242,12 @@ class ProcessBackend(WorkerBackend):
         except (BrokenPipeError, OSError):
             pass  # the worker is dead; _collect reports it
 
-    def _failure(self, w: int, message: str, env_index=None) -> WorkerFailure:
+    def _failure(self, w: int, message: str, env_index=None, task=None) -> WorkerFailure:
         envs = self._ranges[w]
-        tasks = tuple(self._tasks[envs.start:envs.stop])
+        tasks = self._job_tasks.get(w, tuple(self._tasks[envs.start:envs.stop]))
         if env_index is not None:
-            message = f'in env {env_index} (task {self._tasks[env_index]!r}): {message}'
+            task = self._tasks[env_index] if task is None else task
+            message = f'in env {env_index} (task {task!r}): {message}'
         return WorkerFailure(worker=w, env_ids=tuple(envs), tasks=tasks, message=message)
 
     def _read(self, w: int):
@@ -257,7 +266,8 @@ class ProcessBackend(WorkerBackend):
             self._results[w] = msg[1]
             return None
         if msg[0] == 'error':
-            return self._failure(w, msg[2].rstrip(), env_index=msg[1])
+            return self._failure(w, msg[2].rstrip(), env_index=msg[1],
+                                 task=msg[3] if len(msg) > 3 else None)
         return self._failure(w, f'unexpected message {msg[0]!r}')
 
     def _await(self, workers, timeout: float) -> list:

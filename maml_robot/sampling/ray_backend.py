@@ -48,7 +48,7 @@ class EnvActor:
 
     It holds the very worker the local pool runs (:class:`maml_robot.sampling.worker._Worker`)
     with private numpy buffers instead of shared memory, so both backends clip and step
-    alike. Every method answers ``('ok', payload)`` or ``('error', env_index, traceback)``;
+    alike. Every method answers ``('ok', payload)`` or ``('error', env_index, traceback[, task])``;
     after an error the driver replaces the actor.
     """
 
@@ -71,7 +71,8 @@ class EnvActor:
             return ('ok', fn(*args))
         except Exception:  # noqa: B902 - every error goes back to the driver, which replaces us
             current = None if self.worker is None else self.worker.current
-            return ('error', current, traceback.format_exc())
+            task = None if self.worker is None else self.worker.current_task()
+            return ('error', current, traceback.format_exc(), task)
 
     def spaces(self):
         """Return the spaces of the environments, or the error that broke their construction."""
@@ -119,6 +120,11 @@ class EnvActor:
 
 
 _ACTOR_CLASS = None
+
+
+def _task_of(answer: tuple):
+    """Return the task in an actor's error answer (``None`` in a three-part answer)."""
+    return answer[3] if len(answer) > 3 else None
 
 
 def _short(err) -> str:
@@ -182,6 +188,7 @@ class RayBackend(WorkerBackend):
         self._owns_ray = False
         self._factory = None
         self._actors, self._ranges, self._tasks, self._buf = [], [], [], {}
+        self._job_tasks = {}  # worker -> the tasks of its part of a running job
         self._inflight = [None] * GROUPS  # per group: {worker: (ref, local rows)} or None
         self.spaces = None
 
@@ -282,8 +289,15 @@ class RayBackend(WorkerBackend):
         """Run one episode per env of ``job`` on the actors that own them (one call each)."""
         parts = split_job(job, self._ranges)
         refs = {w: self._submit(w, 'rollout', part) for w, part in parts.items()}
+        # a job with tasks retasks the envs: crash reports name the job's tasks
+        self._job_tasks = {} if job.tasks is None else {w: p.tasks for w, p in parts.items()}
+        if job.tasks is not None:
+            self._tasks = [None] * self.num_envs  # the envs' tasks are the job's now
         widest = max(part.num_envs for part in parts.values())
-        answers = self._collect(refs, self.rollout_timeout(self.step_timeout, job, widest))
+        try:
+            answers = self._collect(refs, self.rollout_timeout(self.step_timeout, job, widest))
+        finally:
+            self._job_tasks = {}
         return concat_results([answers[w] for w in sorted(answers)])
 
     # ------------------------------------------------------------------------------ internals
@@ -354,12 +368,13 @@ class RayBackend(WorkerBackend):
             raise ClusterLost(f'lost the connection to the Ray cluster: {err}. Continue with '
                               '--resume once the cluster is back (docs/RAY.md)') from err
 
-    def _failure(self, w: int, message: str, env_index=None) -> WorkerFailure:
+    def _failure(self, w: int, message: str, env_index=None, task=None) -> WorkerFailure:
         envs = self._ranges[w]
-        tasks = tuple(self._tasks[envs.start:envs.stop])
+        tasks = self._job_tasks.get(w, tuple(self._tasks[envs.start:envs.stop]))
         if env_index is not None:
             env_index += envs.start
-            message = f'in env {env_index} (task {self._tasks[env_index]!r}): {message}'
+            task = self._tasks[env_index] if task is None else task
+            message = f'in env {env_index} (task {task!r}): {message}'
         return WorkerFailure(worker=w, env_ids=tuple(envs), tasks=tasks, message=message)
 
     def _await(self, refs: dict, timeout: float):
@@ -377,7 +392,8 @@ class RayBackend(WorkerBackend):
                 if answer[0] == 'ok':
                     answers[w] = answer[1]
                 else:
-                    failures.append(self._failure(w, answer[2].rstrip(), env_index=answer[1]))
+                    failures.append(self._failure(w, answer[2].rstrip(), env_index=answer[1],
+                                                  task=_task_of(answer)))
             return answers, failures
         ready, _ = self._cluster_call(ray.wait, [ref for _, ref in order],
                                       num_returns=len(order),
@@ -399,7 +415,8 @@ class RayBackend(WorkerBackend):
             if answer[0] == 'ok':
                 answers[w] = answer[1]
             else:
-                failures.append(self._failure(w, answer[2].rstrip(), env_index=answer[1]))
+                failures.append(self._failure(w, answer[2].rstrip(), env_index=answer[1],
+                                              task=_task_of(answer)))
         return answers, failures
 
     def _collect(self, refs: dict, timeout: float | None = None) -> dict:

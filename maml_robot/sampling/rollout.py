@@ -12,12 +12,20 @@ Exploration noise is drawn per episode from a generator seeded by that episode's
 task's actions come from one matrix product of fixed shape (``slots`` rows, the episode in its
 own row ``slot``) whatever subset of the task's episodes a worker holds: a BLAS result depends on
 the shape and the row, so this keeps the episodes bit-identical for any number of workers and
-either backend (local or Ray).
+either backend (local or Ray), and however a worker splits its episodes into batches.
+
+A job may carry its tasks (``RolloutJob.tasks``, one per episode). Then it may hold more
+episodes than the worker has environments: the worker runs them in consecutive batches on its
+environments, setting each episode's task first, without waiting for the main process between
+batches (:func:`run_job`).
 """
 
 from dataclasses import dataclass, replace
+import math
 
 import numpy as np
+
+LOG_2PI = math.log(2.0 * math.pi)
 
 NOISE_STREAM = 0x6E6F6973  # 'nois': second word of every episode's noise seed
 
@@ -55,11 +63,15 @@ class RolloutJob:
     """(E,) int in [0, slots): the env's row in its task's batched policy call."""
     slots: int
     """Rows of every per-task policy call (the rollouts per task)."""
+    tasks: tuple | None = None
+    """One task per episode, set on an env before it runs that episode; ``None``: the envs
+    already have their tasks (then the job has at most one episode per env)."""
 
     def envs(self, lo: int, hi: int) -> 'RolloutJob':
-        """Return the job of envs ``lo..hi`` (an empty job when the range holds none)."""
+        """Return the job of episodes ``lo..hi`` (an empty job when the range holds none)."""
         return replace(self, task_index=self.task_index[lo:hi], seeds=self.seeds[lo:hi],
-                       slot=self.slot[lo:hi])
+                       slot=self.slot[lo:hi],
+                       tasks=None if self.tasks is None else tuple(self.tasks[lo:hi]))
 
     @property
     def num_envs(self) -> int:
@@ -94,9 +106,10 @@ def run_episodes(envs, job: RolloutJob, low: np.ndarray, high: np.ndarray, on_en
     Run one episode on each of ``envs`` (``job.num_envs`` of them) and return the arrays.
 
     Returns ``observations`` (E, T, obs_dim), ``actions`` (E, T, act_dim) as sampled (the
-    env gets them clipped to [low, high]), ``rewards`` and ``mask`` (E, T); steps after an
-    episode ended are zeros with mask 0. ``on_env(e)`` is called before touching env ``e``
-    (error reports name it).
+    env gets them clipped to [low, high]), ``rewards``, ``mask`` and ``log_probs`` (E, T; the
+    Gaussian log-density of each sampled action under the policy that drew it, as
+    ``GaussianPolicy.log_prob`` computes it); steps after an episode ended are zeros with mask
+    0. ``on_env(e)`` is called before touching env ``e`` (error reports name it).
     """
     num, horizon = job.num_envs, job.horizon
     act_dim = low.shape[0]
@@ -111,37 +124,92 @@ def run_episodes(envs, job: RolloutJob, low: np.ndarray, high: np.ndarray, on_en
     out_act = np.zeros((num, horizon, act_dim), dtype=np.float32)
     rewards = np.zeros((num, horizon), dtype=np.float32)
     mask = np.zeros((num, horizon), dtype=np.float32)
+    log_probs = np.zeros((num, horizon), dtype=np.float32)
     noise = np.stack([np.random.default_rng([int(s), NOISE_STREAM]).standard_normal(
         (horizon, act_dim), dtype=np.float32) for s in job.seeds]) if num else None
-    std = np.exp(job.params['log_std']).astype(np.float32)      # (B or 1, act_dim)
-    shared = std.shape[0] == 1                                  # one parameter row for all
-    rows = {int(b): np.flatnonzero(job.task_index == b) for b in np.unique(job.task_index)}
+    log_std = np.asarray(job.params['log_std'], dtype=np.float32)  # (B or 1, act_dim)
+    shared = log_std.shape[0] == 1                              # one parameter row for all
+    row_of = np.zeros(num, dtype=np.int64) if shared else np.asarray(job.task_index)
+    std = np.exp(log_std)[row_of]                               # (E, act_dim) per env
+    # per task: its parameter row, its envs and their rows of the task's policy call
+    groups = [(0 if shared else int(b), members, job.slot[members])
+              for b, members in ((b, np.flatnonzero(job.task_index == b))
+                                 for b in np.unique(job.task_index))]
     batch = np.zeros((job.slots, obs_dim), dtype=np.float32)   # one task's policy input
+    means = np.zeros((num, horizon, act_dim), dtype=np.float32)
     alive = np.ones(num, dtype=bool)
+    everyone = np.arange(num)
     for t in range(horizon):
-        live = np.flatnonzero(alive)
+        all_alive = alive.all()
+        live = everyone if all_alive else np.flatnonzero(alive)
         if live.size == 0:
             break
         out_obs[live, t] = obs[live]
         mask[live, t] = 1.0
-        for b, members in rows.items():
-            members = members[alive[members]]
-            if members.size:
-                batch.fill(0.0)
-                batch[job.slot[members]] = obs[members]
-                row = 0 if shared else b
-                mean = mean_actions(job, row, batch)[job.slot[members]]
-                out_act[members, t] = mean + std[row] * noise[members, t]
+        for row, members, slots in groups:
+            if not all_alive:
+                keep = alive[members]
+                members, slots = members[keep], slots[keep]
+                if not members.size:
+                    continue
+            batch.fill(0.0)
+            batch[slots] = obs[members]
+            means[members, t] = mean_actions(job, row, batch)[slots]
+        out_act[live, t] = means[live, t] + std[live] * noise[live, t]
         clipped = np.clip(out_act[:, t], low, high)      # (E, act_dim), one call for all
+        step_obs, step_rewards = [], []
         for e in live.tolist():
             if on_env is not None:
                 on_env(e)
             ob, reward, terminated, truncated, _ = envs[e].step(clipped[e])
-            obs[e] = ob
-            rewards[e, t] = reward
+            step_obs.append(ob)
+            step_rewards.append(reward)
             if terminated or truncated:
                 alive[e] = False
-    return {'observations': out_obs, 'actions': out_act, 'rewards': rewards, 'mask': mask}
+        obs[live] = step_obs
+        rewards[live, t] = step_rewards
+    if num:  # log N(a; mean, std) summed over act_dim, as GaussianPolicy.log_prob
+        z = (out_act - means) / std[:, None]
+        log_norm = (-log_std - np.float32(0.5 * LOG_2PI)).sum(-1)[row_of]   # (E,)
+        log_probs = ((np.float32(-0.5) * z * z).sum(-1) + log_norm[:, None]) * mask
+    return {'observations': out_obs, 'actions': out_act, 'rewards': rewards, 'mask': mask,
+            'log_probs': log_probs}
+
+
+def batches(num_episodes: int, num_envs: int) -> list:
+    """Return ``(lo, hi)`` episode ranges of near-equal size, none wider than ``num_envs``."""
+    if num_envs < 1:
+        raise ValueError(f'need >= 1 environment, got {num_envs}')
+    count = max(1, math.ceil(num_episodes / num_envs))
+    bounds = np.linspace(0, num_episodes, count + 1).round().astype(int)
+    return [(int(lo), int(hi)) for lo, hi in zip(bounds[:-1], bounds[1:])]
+
+
+def run_job(envs, job: RolloutJob, low: np.ndarray, high: np.ndarray, on_env=None,
+            on_task=None) -> dict:
+    """
+    Run every episode of ``job`` on ``envs``; several batches when it carries its tasks.
+
+    Without ``job.tasks`` this is :func:`run_episodes` (the envs must have their tasks). With
+    them the episodes run in consecutive batches of at most ``len(envs)``; before a batch,
+    ``on_task(e, task)`` is called (if given) and env ``e`` gets its episode's task. Returns
+    the arrays of :func:`run_episodes` for all episodes, in job order.
+    """
+    if job.tasks is None:
+        if job.num_envs > len(envs):
+            raise ValueError(f'the job has {job.num_envs} episodes for {len(envs)} environments '
+                             'and no tasks: give the job its tasks to run it in batches')
+        return run_episodes(envs, job, low, high, on_env=on_env)
+    if len(job.tasks) != job.num_envs:
+        raise ValueError(f'the job has {job.num_envs} episodes but {len(job.tasks)} tasks')
+    parts = []
+    for lo, hi in batches(job.num_envs, len(envs)):
+        for e, task in enumerate(job.tasks[lo:hi]):
+            if on_task is not None:
+                on_task(e, task)
+            envs[e].unwrapped.set_task(task)
+        parts.append(run_episodes(envs, job.envs(lo, hi), low, high, on_env=on_env))
+    return concat_results(parts)
 
 
 def concat_results(parts) -> dict:

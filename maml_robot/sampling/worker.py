@@ -5,7 +5,7 @@ from multiprocessing.reduction import ForkingPickler
 import signal
 import traceback
 
-from maml_robot.sampling.rollout import run_episodes
+from maml_robot.sampling.rollout import run_job
 import numpy as np
 
 # Per-step signals are two bytes (STEP + the group index); the answer is one byte. Anything
@@ -67,6 +67,7 @@ class _Worker:
         self.buf = None
         self.blocks = []
         self.current = None  # index (global) of the env being touched, for error reports
+        self.tasks = [None] * len(self.envs)  # the task each env has now, for error reports
 
     def attach(self, names: dict, num_envs: int):
         self.buf, self.blocks = attach_buffers(names, num_envs, self.spaces['obs_dim'],
@@ -75,7 +76,12 @@ class _Worker:
     def set_tasks(self, tasks):
         for i, (env, task) in enumerate(zip(self.envs, tasks)):
             self.current = self.lo + i
+            self.tasks[i] = task
             env.unwrapped.set_task(task)
+
+    def current_task(self):
+        """Return the task of the env being touched (``None`` if none), for error reports."""
+        return None if self.current is None else self.tasks[self.current - self.lo]
 
     def reset(self, seeds):
         for i, (env, seed) in enumerate(zip(self.envs, seeds)):
@@ -107,10 +113,19 @@ class _Worker:
         buf['truncated'][rows] = truncated
 
     def rollout(self, job):
-        """Run one episode on each of this worker's first ``job.num_envs`` envs (see rollout)."""
+        """
+        Run the job's episodes on this worker's envs (see :func:`run_job`).
+
+        A job without tasks runs one episode on each of the first ``job.num_envs`` envs; a job
+        with tasks may hold more episodes than envs and sets each episode's task first.
+        """
         def mark(e):
             self.current = self.lo + e
-        return run_episodes(self.envs, job, self.low, self.high, on_env=mark)
+
+        def retask(e, task):
+            self.current = self.lo + e
+            self.tasks[e] = task
+        return run_job(self.envs, job, self.low, self.high, on_env=mark, on_task=retask)
 
     def close(self):
         for env in self.envs:
@@ -132,7 +147,8 @@ def worker_main(conn, env_factory, env_ids: range, threads: int = 1) -> None:
     ``('close',)`` answered by ``DONE``; ``('rollout', RolloutJob)`` answered by
     ``('result', arrays)``; a step of group g is the two bytes ``STEP + bytes([g])``
     answered by ``DONE``. Messages are answered in order.
-    Any exception is sent back as ``('error', env_index, traceback_text)`` and the worker exits.
+    Any exception is sent back as ``('error', env_index, traceback_text, task)`` (the task that
+    env had) and the worker exits.
     """
     import torch  # only to pin its thread pool: torch threads fight the other workers
     torch.set_num_threads(threads)
@@ -168,8 +184,9 @@ def worker_main(conn, env_factory, env_ids: range, threads: int = 1) -> None:
         pass  # the main process went away or is shutting down: just exit
     except Exception:  # noqa: B902 - every error is reported to the main process, then we exit
         current = None if worker is None else worker.current
+        task = None if worker is None else worker.current_task()
         try:
-            conn.send(('error', current, traceback.format_exc()))
+            conn.send(('error', current, traceback.format_exc(), task))
         except (BrokenPipeError, OSError):
             pass
     finally:
