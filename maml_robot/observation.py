@@ -73,6 +73,8 @@ def _need(value, term):
 
 def _vec(value, term):
     """Return a RobotState field as a list of floats."""
+    if type(value) is list:
+        return value   # read only: callers never change it
     if value is None:
         raise ValueError(f'observation term {term!r} needs a RobotState field that is None')
     return value.tolist() if isinstance(value, np.ndarray) else list(value)
@@ -181,8 +183,10 @@ def compute_reward(scenario, state, action, next_state):
             goal = _vec(next_state.goal, 'reward goal_distance')
             value = -math.hypot(tip[0] - goal[0], tip[1] - goal[1])
         elif term == 'control':
-            a = action.tolist() if isinstance(action, np.ndarray) else action
-            value = -sum(float(v) * float(v) for v in a)
+            if type(action) is not list:   # the env passes floats already
+                a = action.tolist() if isinstance(action, np.ndarray) else action
+                action = [float(v) for v in a]
+            value = -sum([v * v for v in action])
         elif term == 'forward_velocity':
             value = float(_need(next_state.base_linear_velocity, 'reward forward_velocity')[0])
         elif term == 'alive':

@@ -206,3 +206,27 @@ def test_simulation_stays_stable_on_every_split_task(name):
             assert worst < 0.9 * sc.velocity_limits.min(), (i, task)
     finally:
         world.close()
+
+
+def test_list_states_are_the_array_states_number_for_number(reacher):
+    """The env's per-step path (lists of floats) reports exactly what the array API reports."""
+    task = Task(calibration_offset=(0.2, 0.0), obs_noise_std=0.01)   # joints sorted: elbow first
+    reacher.set_task(task)
+    reacher.reset(np.random.default_rng(3))
+    clipped = reacher.apply_action(np.array([2.0, -0.25], dtype=np.float32))
+    assert clipped == [1.0, -0.25]   # clipped to [-1, 1], plain floats for the control cost
+    reacher.step()
+    true_a, true_l = reacher.true_state(), reacher.true_state(lists=True)
+    assert true_a.joint_position.tolist() == true_l.joint_position
+    assert true_a.joint_velocity.tolist() == true_l.joint_velocity
+    for lists in (False, True):     # same noise draw from the same generator state
+        reacher._rng = np.random.default_rng(7)
+        measured = reacher.measured_state(lists=lists)
+        q, qd = (np.asarray(measured.joint_position), np.asarray(measured.joint_velocity))
+        if not lists:
+            first = (q, qd)
+    np.testing.assert_array_equal(first[0], q)
+    np.testing.assert_array_equal(first[1], qd)
+    # and it is the measurement: offset on the elbow's position, noise on everything
+    assert abs(q[0] - true_a.joint_position[0] - 0.2) < 0.05
+    assert not np.array_equal(qd, true_a.joint_velocity)

@@ -67,23 +67,25 @@ class MetaRobotEnv(gym.Env):
         self.world.reset(self.np_random)
         self._steps = 0
         self._needs_reset = False
-        state = self.world.measured_state()
+        self._state = self.world.true_state(lists=True)   # the next step's "before"
+        state = self.world.measured_state(lists=True)
         return build_observation(self.scenario, state), {'task': self.world.task}
 
     def step(self, action):
         """Apply ``action`` for one control period; return obs, reward, terminated, truncated."""
         if self._needs_reset:
             raise RuntimeError('call reset() before step() (and after an episode ends)')
-        before = self.world.true_state()
-        action = self.world.apply_action(action)  # validated and clipped to [-1, 1]
-        self.world.step()
-        after = self.world.true_state()
+        world = self.world
+        before = self._state
+        action = world.apply_action(action)  # validated and clipped to [-1, 1]
+        world.step()
+        self._state = after = world.true_state(lists=True)
         reward = compute_reward(self.scenario, before, action, after)
         terminated = is_terminated(self.scenario, after)
         self._steps += 1
         truncated = not terminated and self._steps >= self.scenario.episode_steps
         self._needs_reset = terminated or truncated
-        obs = build_observation(self.scenario, self.world.measured_state())
+        obs = build_observation(self.scenario, world.measured_state(lists=True))
         return obs, reward, terminated, truncated, {}
 
     def render(self):

@@ -139,6 +139,7 @@ class World:
         # measured = true + offset: calibration offsets on positions, none on velocities
         self._sensor_offset = np.concatenate([task.joint_array('calibration_offset', j),
                                               np.zeros(j)])  # (2J,)
+        self._offset_list = self._sensor_offset.tolist()
         self._latency = [[0.0] * j for _ in range(task.latency_steps + 1)]  # FIFO of commands
         self._latency_pos = 0
 
@@ -181,11 +182,14 @@ class World:
         """
         Command normalized ``action`` (J,) (clipped to [-1, 1]); it acts after the latency.
 
-        Returns the clipped action (what the reward's control cost sees).
+        Returns the clipped action as a list of floats (what the reward's control cost sees).
         """
         # plain-float arithmetic: for a handful of joints it is several times cheaper than
         # numpy ufuncs, and this runs once per control step
-        a = np.asarray(action, dtype=float)
+        if type(action) is np.ndarray and action.dtype.kind == 'f':
+            a = action    # float32/float64 -> Python floats is exact: no converted copy needed
+        else:
+            a = np.asarray(action, dtype=float)
         values = a.tolist()
         if a.shape != self._action_shape or not all(map(math.isfinite, values)):
             raise ValueError(f'action must be {len(self._joints)} finite numbers, got {action!r}')
@@ -198,7 +202,7 @@ class World:
             self._latency_pos = (self._latency_pos + 1) % len(buf)
             delayed = buf[self._latency_pos]  # the oldest command
         self._torque = [d * g for d, g in zip(delayed, self._gain_list)]
-        return np.array(clipped)
+        return clipped
 
     def step(self):
         """Advance the physics by one control period (frame_skip steps) under the torques."""
@@ -216,7 +220,8 @@ class World:
         cid, body = self._cid, self._body
         states = pybullet.getJointStates(body, self._joints, physicsClientId=cid)
         j = len(states)
-        self._pos_vel = np.array([s[0] for s in states] + [s[1] for s in states])  # (2J,)
+        self._q_list, self._qd_list = [s[0] for s in states], [s[1] for s in states]
+        self._pos_vel = np.array(self._q_list + self._qd_list)  # (2J,)
         self._q, self._qd = self._pos_vel[:j], self._pos_vel[j:]
         if not self._needs_base:
             self._base = (None, None, None, None)
@@ -229,20 +234,38 @@ class World:
                                        computeForwardKinematics=1, physicsClientId=cid)
             self._base = (np.array(ls[4]), np.array(ls[5]), np.array(ls[6]), np.array(ls[7]))
 
-    def true_state(self):
-        """Return the state as it is (used for rewards)."""
+    def true_state(self, lists=False):
+        """
+        Return the state as it is (used for rewards).
+
+        ``lists=True``: joint positions and velocities as lists of floats (the env's per-step
+        path; same numbers, no array round trip).
+        """
         pos, orn, lin, ang = self._base
+        if lists:
+            return RobotState(self._q_list, self._qd_list, self._goal, pos, orn, lin, ang)
         return RobotState(self._q, self._qd, self._goal, pos, orn, lin, ang)
 
-    def measured_state(self):
-        """Return the state as the sensors report it: calibration offset and noise added."""
-        measured = self._pos_vel + self._sensor_offset     # (2J,): positions, velocities
+    def measured_state(self, lists=False):
+        """
+        Return the state as the sensors report it: calibration offset and noise added.
+
+        ``lists=True``: joint positions and velocities as lists of floats (bit-identical
+        numbers: the same float additions and the same noise draw).
+        """
         std = self.task.obs_noise_std
         if std > 0:   # one draw for positions then velocities: the same numbers as two draws
-            measured += std * self._rng.standard_normal(len(measured))
-        j = len(self._q)
+            noise = self._rng.standard_normal(len(self._offset_list)).tolist()
+            measured = [(v + o) + std * n for v, o, n in
+                        zip(self._q_list + self._qd_list, self._offset_list, noise)]
+        else:
+            measured = [v + o for v, o in zip(self._q_list + self._qd_list, self._offset_list)]
+        j = len(self._q_list)
         pos, orn, lin, ang = self._base
-        return RobotState(measured[:j], measured[j:], self._goal, pos, orn, lin, ang)
+        q, qd = measured[:j], measured[j:]
+        if not lists:
+            q, qd = np.array(q), np.array(qd)
+        return RobotState(q, qd, self._goal, pos, orn, lin, ang)
 
     def link_position(self, name):
         """Return the world position (3,) of a URDF link's frame (for tests and tools)."""
