@@ -8,6 +8,7 @@ see the same numbers. Nothing here knows about PyBullet or ROS.
 from dataclasses import dataclass
 import functools
 import math
+import operator
 
 from maml_robot.scenario import OBSERVATION_TERMS
 import numpy as np
@@ -92,8 +93,8 @@ def build_observation(scenario, state):
     tip = goal = None
     for term in scenario.observation:
         if term == 'joint_position_cos_sin':
-            out += [math.cos(x) for x in q]
-            out += [math.sin(x) for x in q]
+            out += map(math.cos, q)
+            out += map(math.sin, q)
         elif term == 'joint_velocity':
             out += qd
         elif term == 'joint_position':
@@ -186,7 +187,7 @@ def compute_reward(scenario, state, action, next_state):
             if type(action) is not list:   # the env passes floats already
                 a = action.tolist() if isinstance(action, np.ndarray) else action
                 action = [float(v) for v in a]
-            value = -sum([v * v for v in action])
+            value = -sum(map(operator.mul, action, action))
         elif term == 'forward_velocity':
             value = float(_need(next_state.base_linear_velocity, 'reward forward_velocity')[0])
         elif term == 'alive':

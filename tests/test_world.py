@@ -219,6 +219,7 @@ def test_list_states_are_the_array_states_number_for_number(reacher):
     true_a, true_l = reacher.true_state(), reacher.true_state(lists=True)
     assert true_a.joint_position.tolist() == true_l.joint_position
     assert true_a.joint_velocity.tolist() == true_l.joint_velocity
+    assert true_a.goal.tolist() == true_l.goal
     for lists in (False, True):     # same noise draw from the same generator state
         reacher._rng = np.random.default_rng(7)
         measured = reacher.measured_state(lists=lists)

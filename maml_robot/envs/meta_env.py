@@ -75,17 +75,17 @@ class MetaRobotEnv(gym.Env):
         """Apply ``action`` for one control period; return obs, reward, terminated, truncated."""
         if self._needs_reset:
             raise RuntimeError('call reset() before step() (and after an episode ends)')
-        world = self.world
+        world, sc = self.world, self.scenario
         before = self._state
         action = world.apply_action(action)  # validated and clipped to [-1, 1]
         world.step()
         self._state = after = world.true_state(lists=True)
-        reward = compute_reward(self.scenario, before, action, after)
-        terminated = is_terminated(self.scenario, after)
+        reward = compute_reward(sc, before, action, after)
+        terminated = is_terminated(sc, after)
         self._steps += 1
-        truncated = not terminated and self._steps >= self.scenario.episode_steps
+        truncated = not terminated and self._steps >= sc.episode_steps
         self._needs_reset = terminated or truncated
-        obs = build_observation(self.scenario, world.measured_state(lists=True))
+        obs = build_observation(sc, world.measured_state(lists=True))
         return obs, reward, terminated, truncated, {}
 
     def render(self):

@@ -2,6 +2,7 @@
 
 import contextlib
 import math
+import operator
 import os
 import sys
 
@@ -65,7 +66,7 @@ class World:
         self._nominal = self._read_nominal_dynamics()
         self._needs_base = bool(set(sc.observation) & set(_BASE_TERMS)) or bool(
             sc.termination) or 'forward_velocity' in sc.reward
-        self._goal = None
+        self._goal = self._goal_list = None
         self._rng = np.random.default_rng(0)
         self._torque = [0.0] * len(self._joints)
         self._action_shape = (len(self._joints),)
@@ -177,6 +178,7 @@ class World:
         if goal.shape != (3,) or not np.all(np.isfinite(goal)):
             raise ValueError(f'goal must be 3 finite numbers (x, y, z), got {xyz!r}')
         self._goal = goal
+        self._goal_list = goal.tolist()
 
     def apply_action(self, action):
         """
@@ -201,7 +203,7 @@ class World:
             buf[self._latency_pos] = clipped
             self._latency_pos = (self._latency_pos + 1) % len(buf)
             delayed = buf[self._latency_pos]  # the oldest command
-        self._torque = [d * g for d, g in zip(delayed, self._gain_list)]
+        self._torque = list(map(operator.mul, delayed, self._gain_list))
         return clipped
 
     def step(self):
@@ -238,20 +240,20 @@ class World:
         """
         Return the state as it is (used for rewards).
 
-        ``lists=True``: joint positions and velocities as lists of floats (the env's per-step
-        path; same numbers, no array round trip).
+        ``lists=True``: joint positions, velocities and the goal as lists of floats (the env's
+        per-step path; same numbers, no array round trip).
         """
         pos, orn, lin, ang = self._base
         if lists:
-            return RobotState(self._q_list, self._qd_list, self._goal, pos, orn, lin, ang)
+            return RobotState(self._q_list, self._qd_list, self._goal_list, pos, orn, lin, ang)
         return RobotState(self._q, self._qd, self._goal, pos, orn, lin, ang)
 
     def measured_state(self, lists=False):
         """
         Return the state as the sensors report it: calibration offset and noise added.
 
-        ``lists=True``: joint positions and velocities as lists of floats (bit-identical
-        numbers: the same float additions and the same noise draw).
+        ``lists=True``: joint positions, velocities and the goal as lists of floats
+        (bit-identical numbers: the same float additions and the same noise draw).
         """
         std = self.task.obs_noise_std
         if std > 0:   # one draw for positions then velocities: the same numbers as two draws
@@ -259,13 +261,13 @@ class World:
             measured = [(v + o) + std * n for v, o, n in
                         zip(self._q_list + self._qd_list, self._offset_list, noise)]
         else:
-            measured = [v + o for v, o in zip(self._q_list + self._qd_list, self._offset_list)]
+            measured = list(map(operator.add, self._q_list + self._qd_list, self._offset_list))
         j = len(self._q_list)
         pos, orn, lin, ang = self._base
-        q, qd = measured[:j], measured[j:]
-        if not lists:
-            q, qd = np.array(q), np.array(qd)
-        return RobotState(q, qd, self._goal, pos, orn, lin, ang)
+        if lists:
+            return RobotState(measured[:j], measured[j:], self._goal_list, pos, orn, lin, ang)
+        return RobotState(np.array(measured[:j]), np.array(measured[j:]), self._goal, pos, orn,
+                          lin, ang)
 
     def link_position(self, name):
         """Return the world position (3,) of a URDF link's frame (for tests and tools)."""
