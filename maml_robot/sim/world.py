@@ -70,6 +70,10 @@ class World:
         self._rng = np.random.default_rng(0)
         self._torque = [0.0] * len(self._joints)
         self._action_shape = (len(self._joints),)
+        self._initial_q = sc.initial_joint_position.tolist()
+        self._limits = sc.position_limits.tolist()     # [(lower, upper)] per joint
+        self._origin = (None if sc.kinematics is None
+                        else tuple(float(v) for v in sc.kinematics['origin']))
         self._saved = pybullet.saveState(physicsClientId=cid)
         self.set_task(task)
         self._read()
@@ -155,18 +159,20 @@ class World:
         self._rng = rng
         pybullet.restoreState(self._saved, physicsClientId=cid)
         j = len(self._joints)
-        q = sc.initial_joint_position + rng.uniform(-1, 1, j) * sc.joint_position_noise
-        lo, hi = sc.position_limits[:, 0], sc.position_limits[:, 1]
-        q = np.clip(q, lo, hi)
-        qd = rng.uniform(-1, 1, j) * sc.joint_velocity_noise
+        # plain floats (the same operations numpy would do, element by element): a reset is
+        # a few percent of a short episode's time
+        noise_q, noise_qd = sc.joint_position_noise, sc.joint_velocity_noise
+        q = [min(max(q0 + u * noise_q, lo), hi) for q0, u, (lo, hi) in
+             zip(self._initial_q, rng.uniform(-1, 1, j).tolist(), self._limits)]
+        qd = [u * noise_qd for u in rng.uniform(-1, 1, j).tolist()]
         for index, pos, vel in zip(self._joints, q, qd):
             pybullet.resetJointState(body, index, pos, vel, physicsClientId=cid)
         if sc.goal_radius is not None:
             radius = rng.uniform(*sc.goal_radius)
             angle = rng.uniform(-math.pi, math.pi)
-            origin = sc.kinematics['origin']
-            self.set_goal((origin[0] + radius * math.cos(angle),
-                           origin[1] + radius * math.sin(angle), origin[2]))
+            x0, y0, z0 = self._origin
+            goal = [x0 + radius * math.cos(angle), y0 + radius * math.sin(angle), z0]
+            self._goal, self._goal_list = np.array(goal), goal   # finite by construction
         self._latency = [[0.0] * j for _ in self._latency]
         self._latency_pos = 0
         self._torque = [0.0] * j
