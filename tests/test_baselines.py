@@ -187,3 +187,21 @@ def test_baseline_command_feeds_eval(tmp_path, capsys):
     rc = main(['eval', '--checkpoint', str(ckpt), '--baselines', str(out), '--rollouts', '3',
                '--tasks', '2', '--adapt-steps', '1', '--workers', '1', '--device', 'cpu'])
     assert rc == 2 and 'same --rollouts' in capsys.readouterr().err
+
+
+def test_learned_step_sizes_only_block_the_multitask_fine_tune():
+    """A checkpoint with learned step sizes gives PPO-DR its network; multitask needs --inner-lr."""
+    import argparse
+
+    from maml_robot.commands.baseline import _network_and_inner
+    from maml_robot.online.loading import resolve_checkpoint
+    shipped = resolve_checkpoint('reacher')           # learned per-layer step sizes
+    source = baselines.EnvSource.from_scenario('reacher')
+
+    def args(kind, inner_lr=None):
+        return argparse.Namespace(kind=kind, checkpoint=shipped, inner_lr=inner_lr)
+    config, lr, _ = _network_and_inner(args('ppo-dr'), source)
+    assert config.hidden_sizes == (64, 64) and isinstance(lr, float)
+    with pytest.raises(ValueError, match='pass --inner-lr'):
+        _network_and_inner(args('multitask'), source)
+    assert _network_and_inner(args('multitask', 0.05), source)[1] == 0.05

@@ -72,8 +72,12 @@ def _network_and_inner(args, source):
     if lr is None:
         lr = ckpt.inner_step_size()
         if isinstance(lr, dict):
-            raise ValueError(f'{args.checkpoint} learned per-parameter step sizes (Meta-SGD), '
-                             'which do not transfer to other weights; pass --inner-lr')
+            if args.kind != 'multitask':   # only the multitask fine-tune takes an inner lr
+                lr = InnerConfig().lr
+            else:
+                raise ValueError(f'{args.checkpoint} learned its inner step sizes, which belong '
+                                 "to the meta-policy's weights, not to other weights; pass "
+                                 '--inner-lr for the multitask fine-tune')
     return ckpt.policy_config, float(lr), ckpt.inner_config().advantage_kwargs()
 
 
