@@ -190,7 +190,7 @@ def test_baseline_command_feeds_eval(tmp_path, capsys):
 
 
 def test_learned_step_sizes_only_block_the_multitask_fine_tune():
-    """A checkpoint with learned step sizes gives PPO-DR its network; multitask needs --inner-lr."""
+    """Learned step sizes: PPO-DR gets the network; the multitask fine-tune needs --inner-lr."""
     import argparse
 
     from maml_robot.commands.baseline import _network_and_inner
