@@ -115,6 +115,21 @@ class WorkerBackend(abc.ABC):
         raise NotImplementedError(f'{type(self).__name__} cannot run episodes inside its '
                                   "workers; use the sampler's inference='central'")
 
+    def _note_job(self, job, parts: dict) -> None:
+        """
+        Remember which tasks each worker runs for a job that carries them (crash reports).
+
+        Such a job retasks the envs, so the tasks last given to ``set_tasks`` no longer hold.
+        Subclasses keep ``_tasks`` (one per env) and clear ``_job_tasks`` when the job ends.
+        """
+        self._job_tasks = {} if job.tasks is None else {w: p.tasks for w, p in parts.items()}
+        if job.tasks is not None:
+            self._tasks = [None] * self.num_envs
+
+    def _failed_tasks(self, w: int, envs: range) -> tuple:
+        """Return the tasks worker ``w`` (envs ``envs``) was running, for a crash report."""
+        return self._job_tasks.get(w, tuple(self._tasks[envs.start:envs.stop]))
+
     @staticmethod
     def rollout_timeout(step_timeout: float, job, envs_per_worker: int) -> float:
         """Seconds a worker may take for a rollout: ``step_timeout`` + 10 ms per env step."""

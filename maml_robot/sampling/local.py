@@ -188,10 +188,7 @@ class ProcessBackend(WorkerBackend):
             self._send(w, ('rollout', part))
         busy = list(parts)
         self._results = {}
-        # a job with tasks retasks the envs: crash reports name the job's tasks
-        self._job_tasks = {} if job.tasks is None else {w: p.tasks for w, p in parts.items()}
-        if job.tasks is not None:
-            self._tasks = [None] * self.num_envs  # the envs' tasks are the job's now
+        self._note_job(job, parts)
         widest = max(part.num_envs for part in parts.values())
         try:
             self._collect(busy, self.rollout_timeout(self.step_timeout, job, widest))
@@ -244,7 +241,7 @@ class ProcessBackend(WorkerBackend):
 
     def _failure(self, w: int, message: str, env_index=None, task=None) -> WorkerFailure:
         envs = self._ranges[w]
-        tasks = self._job_tasks.get(w, tuple(self._tasks[envs.start:envs.stop]))
+        tasks = self._failed_tasks(w, envs)
         if env_index is not None:
             task = self._tasks[env_index] if task is None else task
             message = f'in env {env_index} (task {task!r}): {message}'

@@ -289,10 +289,7 @@ class RayBackend(WorkerBackend):
         """Run one episode per env of ``job`` on the actors that own them (one call each)."""
         parts = split_job(job, self._ranges)
         refs = {w: self._submit(w, 'rollout', part) for w, part in parts.items()}
-        # a job with tasks retasks the envs: crash reports name the job's tasks
-        self._job_tasks = {} if job.tasks is None else {w: p.tasks for w, p in parts.items()}
-        if job.tasks is not None:
-            self._tasks = [None] * self.num_envs  # the envs' tasks are the job's now
+        self._note_job(job, parts)
         widest = max(part.num_envs for part in parts.values())
         try:
             answers = self._collect(refs, self.rollout_timeout(self.step_timeout, job, widest))
@@ -370,7 +367,7 @@ class RayBackend(WorkerBackend):
 
     def _failure(self, w: int, message: str, env_index=None, task=None) -> WorkerFailure:
         envs = self._ranges[w]
-        tasks = self._job_tasks.get(w, tuple(self._tasks[envs.start:envs.stop]))
+        tasks = self._failed_tasks(w, envs)
         if env_index is not None:
             env_index += envs.start
             task = self._tasks[env_index] if task is None else task
