@@ -145,6 +145,7 @@ class World:
         self._sensor_offset = np.concatenate([task.joint_array('calibration_offset', j),
                                               np.zeros(j)])  # (2J,)
         self._offset_list = self._sensor_offset.tolist()
+        self._noise = np.empty(2 * j)   # filled in place by each draw (no allocation per step)
         self._latency = [[0.0] * j for _ in range(task.latency_steps + 1)]  # FIFO of commands
         self._latency_pos = 0
 
@@ -227,10 +228,8 @@ class World:
     def _read(self):
         cid, body = self._cid, self._body
         states = pybullet.getJointStates(body, self._joints, physicsClientId=cid)
-        j = len(states)
+        # plain lists only: the env's per-step path never needs arrays (true_state() makes them)
         self._q_list, self._qd_list = [s[0] for s in states], [s[1] for s in states]
-        self._pos_vel = np.array(self._q_list + self._qd_list)  # (2J,)
-        self._q, self._qd = self._pos_vel[:j], self._pos_vel[j:]
         if not self._needs_base:
             self._base = (None, None, None, None)
         elif self._base_index == -1:
@@ -252,7 +251,8 @@ class World:
         pos, orn, lin, ang = self._base
         if lists:
             return RobotState(self._q_list, self._qd_list, self._goal_list, pos, orn, lin, ang)
-        return RobotState(self._q, self._qd, self._goal, pos, orn, lin, ang)
+        return RobotState(np.array(self._q_list), np.array(self._qd_list), self._goal, pos, orn,
+                          lin, ang)
 
     def measured_state(self, lists=False):
         """
@@ -263,7 +263,7 @@ class World:
         """
         std = self.task.obs_noise_std
         if std > 0:   # one draw for positions then velocities: the same numbers as two draws
-            noise = self._rng.standard_normal(len(self._offset_list)).tolist()
+            noise = self._rng.standard_normal(out=self._noise).tolist()
             measured = [(v + o) + std * n for v, o, n in
                         zip(self._q_list + self._qd_list, self._offset_list, noise)]
         else:
