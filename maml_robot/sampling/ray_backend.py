@@ -384,13 +384,17 @@ class RayBackend(WorkerBackend):
             replies = self._cluster_call(ray.get, [ref for _, ref in order], timeout=timeout)
         except ray.exceptions.RayError:  # died or hung: look at each answer on its own below
             replies = None
+
+        def take(w, answer):  # an actor's reply: its result, or the error it reported
+            if answer[0] == 'ok':
+                answers[w] = answer[1]
+            else:
+                failures.append(self._failure(w, answer[2].rstrip(), env_index=answer[1],
+                                              task=_task_of(answer)))
+
         if replies is not None:
             for (w, _), answer in zip(order, replies):
-                if answer[0] == 'ok':
-                    answers[w] = answer[1]
-                else:
-                    failures.append(self._failure(w, answer[2].rstrip(), env_index=answer[1],
-                                                  task=_task_of(answer)))
+                take(w, answer)
             return answers, failures
         ready, _ = self._cluster_call(ray.wait, [ref for _, ref in order],
                                       num_returns=len(order),
@@ -409,11 +413,7 @@ class RayBackend(WorkerBackend):
             except ray.exceptions.RayError as err:  # e.g. its node died and the answer is lost
                 failures.append(self._failure(w, f'{type(err).__name__}: {_short(err)}'))
                 continue
-            if answer[0] == 'ok':
-                answers[w] = answer[1]
-            else:
-                failures.append(self._failure(w, answer[2].rstrip(), env_index=answer[1],
-                                              task=_task_of(answer)))
+            take(w, answer)
         return answers, failures
 
     def _collect(self, refs: dict, timeout: float | None = None) -> dict:
