@@ -4,7 +4,8 @@ Benchmark: one meta-gradient over many tasks, batched (vmap) vs a per-task Pytho
 Both compute the same thing (checked): advantages with the linear baseline, one differentiable
 LVC inner step per task, the post-update policy-gradient loss, and backward to the
 meta-parameters. The loop is the classic structure: per task, copy the parameters, adapt,
-backprop. Usage::
+backprop. It also times the loop at one step per task (its per-task overhead alone) and
+prints the ceiling that removing all of that overhead would give at each size. Usage::
 
     python benchmarks/meta_step.py                       # CPU, 40 tasks, reacher-sized policy
     python benchmarks/meta_step.py --device cuda --tasks 40
@@ -84,6 +85,9 @@ def run_case(args, rollouts, horizon):
 SWEEP = ((20, 50), (5, 50), (2, 50), (20, 5), (1, 10))
 """(rollouts, horizon) per task for ``--sweep``; the first is the reacher-sized default."""
 
+OVERHEAD_CASE = (1, 1)
+"""One rollout of one step per task: the loop's time is then its per-task overhead alone."""
+
 
 def main(argv=None):
     """Run the benchmark and print markdown table rows."""
@@ -106,18 +110,27 @@ def main(argv=None):
     print(f'device={args.device} threads={args.threads} tasks={args.tasks} obs={args.obs_dim} '
           f'act={args.act_dim} hidden={args.hidden} repeats={args.repeats} '
           f'torch={torch.__version__}')
+    # the loop's fixed cost per task (Python, autograd bookkeeping, small kernels): what
+    # batching can remove. At a given size the batched call cannot beat the loop by more than
+    # loop / (loop - overhead) unless its arithmetic is also cheaper than the loop's.
+    _, t_over, _ = run_case(args, *OVERHEAD_CASE)
+    overhead = statistics.median(t_over)
+    print(f'per-task loop at {OVERHEAD_CASE[0]} x {OVERHEAD_CASE[1]} per task (its overhead): '
+          f'{overhead:.4f} s for {args.tasks} tasks')
     print('| device | tasks x rollouts x steps | batched (vmap) s | per-task loop s | speed-up '
-          '| grad diff |')
-    print('|---|---|---|---|---|---|')
+          '| loop - overhead s | ceiling | grad diff |')
+    print('|---|---|---|---|---|---|---|---|')
     cases = [(args.rollouts, args.horizon)] + (list(SWEEP[1:]) if args.sweep else [])
     worst = 0.0
     for rollouts, horizon in cases:
         t_b, t_l, err = run_case(args, rollouts, horizon)
         worst = max(worst, err)
         med_b, med_l = statistics.median(t_b), statistics.median(t_l)
+        work = max(med_l - overhead, 1e-9)
         print(f'| {args.device} | {args.tasks} x {rollouts} x {horizon} | {med_b:.4f} '
               f'(min {min(t_b):.4f}) | {med_l:.4f} (min {min(t_l):.4f}) | '
-              f'{med_l / med_b:.1f}x | {err:.1e} |', flush=True)
+              f'{med_l / med_b:.1f}x | {work:.4f} | {med_l / work:.1f}x | {err:.1e} |',
+              flush=True)
     if worst > 1e-3:
         raise SystemExit(f'the batched and looped meta-gradients differ ({worst:.2e})')
     return 0
