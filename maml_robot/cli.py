@@ -51,7 +51,11 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         return int(args._run(args) or 0)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:
+        signum = getattr(err, 'signum', None)   # a stop signal that took Ctrl-C's path
+        if signum is not None:
+            print(f'maml-robot: stopped by {err}', file=sys.stderr)
+            return 128 + int(signum)
         print('maml-robot: interrupted', file=sys.stderr)
         return 130
     except (ValueError, FileNotFoundError) as err:

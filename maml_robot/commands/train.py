@@ -1,9 +1,12 @@
 """``maml-robot train``: meta-train a policy on a scenario (progress bar, logs, checkpoints)."""
 
+import contextlib
 import logging
 import os
 from pathlib import Path
+import signal
 import sys
+import threading
 
 from maml_robot.sampler import SamplerError
 from maml_robot.sampling.ray_backend import add_backend_arguments, make_backend
@@ -15,6 +18,46 @@ HELP = 'meta-train a policy on a scenario (TensorBoard/CSV logs, checkpoints, --
 # command-line flag -> TrainConfig key (flags override the YAML)
 OVERRIDES = {'device': 'device', 'workers': 'workers', 'seed': 'seed',
              'iterations': 'iterations', 'inference': 'inference'}
+
+
+STOP_SIGNALS = ('SIGTERM', 'SIGHUP')
+"""Signals that stop a training run the way Ctrl-C does: save the state, then exit."""
+
+
+class StopRequested(KeyboardInterrupt):
+    """A stop signal (SIGTERM from a scheduler or ``kill``, SIGHUP) taking Ctrl-C's path."""
+
+    def __init__(self, signum):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def stop_signals_save_state():
+    """
+    While the block runs, SIGTERM and SIGHUP raise :class:`StopRequested` in the main thread.
+
+    The trainer saves the last completed iteration on KeyboardInterrupt (Ctrl-C); without this,
+    ``kill``, a job scheduler's time limit or a closed terminal would end the run unsaved. A
+    signal the caller set to be ignored (e.g. SIGHUP under ``nohup``) stays ignored, and a
+    second signal while the state is being saved ends the process at once (the checkpoint
+    files are written atomically, so the last complete save survives).
+    """
+    def handler(signum, frame):
+        signal.signal(signum, signal.SIG_DFL)   # a second one is not graceful
+        raise StopRequested(signum)
+
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for name in STOP_SIGNALS:
+            sig = getattr(signal, name, None)
+            if sig is not None and signal.getsignal(sig) is not signal.SIG_IGN:
+                previous[sig] = signal.signal(sig, handler)
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def add_arguments(parser):
@@ -47,7 +90,11 @@ def add_arguments(parser):
 
 
 def run(args) -> int:
-    """Train; return 0 on success (KeyboardInterrupt saves the state, then propagates)."""
+    """
+    Train; return 0 on success.
+
+    Ctrl-C (KeyboardInterrupt), SIGTERM and SIGHUP save the state, then propagate.
+    """
     from maml_robot.meta.trainer import Trainer
     logging.basicConfig(level=logging.WARNING, format='%(levelname)s %(name)s: %(message)s')
     overrides = {key: getattr(args, flag) for flag, key in OVERRIDES.items()}
@@ -75,7 +122,8 @@ def run(args) -> int:
     trainer = Trainer(config, args.out, resume=args.resume, progress=not args.no_progress,
                       backend=backend)
     try:
-        row = trainer.run()
+        with stop_signals_save_state():
+            row = trainer.run()
     except (SamplerError, FloatingPointError) as err:
         print(f'maml-robot train: error: {err}\nthe state of the last completed iteration is '
               f'saved in {args.out}; fix the cause and continue with --resume', file=sys.stderr)
