@@ -247,3 +247,17 @@ def test_table_leaves_missing_steps_of_an_adaptive_method_blank():
             if line.startswith('| ') and not line.startswith('| method')}
     assert rows['maml'][2] == '' and rows['maml'][1].startswith('-15')
     assert rows['random'][0] == rows['random'][2] != ''   # a reference fills every column
+
+
+def test_shipped_model_names_work_as_checkpoints(tmp_path):
+    """``--checkpoint cheetah`` means the shipped file, as in the adapter and showcase."""
+    from maml_robot.cli import build_parser
+    parser = build_parser()
+    own = str(tmp_path / 'mine.safetensors')
+    args = parser.parse_args(['eval', '--checkpoint', 'cheetah', own])
+    shipped, path = args.checkpoint
+    assert shipped.name == 'cheetah.safetensors' and shipped.parent.name == 'models'
+    assert shipped.is_file() and str(path) == own
+    args = parser.parse_args(['baseline', '--scenario', 'reacher', '--kind', 'multitask',
+                              '--out', str(tmp_path), '--checkpoint', 'reacher'])
+    assert args.checkpoint.name == 'reacher.safetensors' and args.checkpoint.is_file()

@@ -3,7 +3,7 @@
 import os
 from pathlib import Path
 
-from maml_robot.commands.evaluate import add_common_arguments
+from maml_robot.commands.evaluate import add_common_arguments, checkpoint_arg
 
 HELP = ('Train/evaluate a baseline on the same tasks and budgets as `maml-robot eval`: '
         'ppo-dr, multitask, oracle or random. Models are cached; results go to --out.')
@@ -34,9 +34,10 @@ def add_arguments(parser):
                         help='train the oracle on the first N evaluated tasks (default: 4)')
     parser.add_argument('--n-envs', type=int, default=8,
                         help='parallel envs of SB3 PPO training (default: 8)')
-    parser.add_argument('--checkpoint', type=Path, default=None,
-                        help='meta-policy checkpoint: network shape and inner loop to copy '
-                             '(needed by --kind multitask unless --inner-lr is given)')
+    parser.add_argument('--checkpoint', type=checkpoint_arg, default=None,
+                        help='meta-policy checkpoint (a path or a shipped model name): network '
+                             'shape and inner loop to copy (needed by --kind multitask unless '
+                             '--inner-lr is given)')
     parser.add_argument('--inner-lr', type=float, default=None,
                         help="multitask fine-tune step size (default: the checkpoint's)")
     parser.add_argument('--cache', type=Path, default=default_cache(),

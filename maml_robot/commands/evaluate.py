@@ -44,10 +44,18 @@ def add_common_arguments(parser):
                              '(default: auto)')
 
 
+def checkpoint_arg(text):
+    """Argparse type: a checkpoint path, or a shipped model name (maml_robot/models/NAME)."""
+    from maml_robot.online.loading import resolve_checkpoint
+    return resolve_checkpoint(text)
+
+
 def add_arguments(parser):
     """Add the ``eval`` options."""
-    parser.add_argument('--checkpoint', type=Path, nargs='+', required=True, metavar='PATH',
-                        help='checkpoint(s), one per meta-training seed')
+    parser.add_argument('--checkpoint', type=checkpoint_arg, nargs='+', required=True,
+                        metavar='PATH',
+                        help='checkpoint(s), one per meta-training seed; a shipped model name '
+                             '(reacher, cheetah) means maml_robot/models/NAME.safetensors')
     parser.add_argument('--scenario', default=None,
                         help="scenario name or YAML (default: the checkpoint's)")
     add_common_arguments(parser)
