@@ -261,3 +261,10 @@ def test_shipped_model_names_work_as_checkpoints(tmp_path):
     args = parser.parse_args(['baseline', '--scenario', 'reacher', '--kind', 'multitask',
                               '--out', str(tmp_path), '--checkpoint', 'reacher'])
     assert args.checkpoint.name == 'reacher.safetensors' and args.checkpoint.is_file()
+
+
+def test_an_empty_checkpoint_argument_says_what_to_pass(capsys):
+    from maml_robot.cli import build_parser
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(['eval', '--checkpoint', ''])
+    assert 'no checkpoint given' in capsys.readouterr().err

@@ -46,8 +46,12 @@ def add_common_arguments(parser):
 
 def checkpoint_arg(text):
     """Argparse type: a checkpoint path, or a shipped model name (maml_robot/models/NAME)."""
+    import argparse
     from maml_robot.online.loading import resolve_checkpoint
-    return resolve_checkpoint(text)
+    try:
+        return resolve_checkpoint(text)
+    except ValueError as err:   # argparse would print only "invalid checkpoint_arg value"
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def add_arguments(parser):
