@@ -83,55 +83,107 @@ def _vec(value, term):
 
 def build_observation(scenario, state):
     """Return the observation vector (obs_dim,) float32 of ``state``."""
+    try:
+        return _observer(scenario)(state)
+    except (TypeError, ValueError, IndexError):
+        _check_state(scenario, state)   # raises the error that says what to change
+        raise
+
+
+def _check_state(scenario, state):
+    """Raise a ValueError that names what ``state`` lacks for ``scenario``'s observation."""
     q = _vec(state.joint_position, 'joint_position')
     qd = _vec(state.joint_velocity, 'joint_velocity')
     if len(q) != scenario.act_dim or len(qd) != scenario.act_dim:
         raise ValueError(f'RobotState has {len(q)} joint positions and {len(qd)} velocities; '
                          f'scenario {scenario.name!r} expects {scenario.act_dim} (check the '
                          'joint count and order)')
-    out = []
-    tip = goal = None
+    sizes = {'goal': 2, 'base_position': 3, 'base_orientation': 4, 'base_linear_velocity': 3,
+             'base_angular_velocity': 3}
     for term in scenario.observation:
-        if term == 'joint_position_cos_sin':
-            out += map(math.cos, q)
-            out += map(math.sin, q)
-        elif term == 'joint_velocity':
-            out += qd
-        elif term == 'joint_position':
-            out += q
-        elif term == 'fingertip_position' or term == 'fingertip_to_goal':
-            if tip is None:
-                tip = _tip_xy(scenario, q)
-            if term == 'fingertip_position':
-                out += tip
-            else:
-                if goal is None:
-                    goal = _vec(state.goal, term)
-                out += (goal[0] - tip[0], goal[1] - tip[1])
-        elif term == 'goal_position':
-            if goal is None:
-                goal = _vec(state.goal, term)
-            out += goal[:2]
-        elif term == 'base_height':
-            out.append(_vec(state.base_position, term)[2])
-        elif term == 'base_pitch':
-            out.append(base_pitch(_vec(state.base_orientation, term)))
-        elif term == 'base_orientation':
-            out += _vec(state.base_orientation, term)
-        elif term == 'base_planar_velocity':
-            lin = _vec(state.base_linear_velocity, term)
-            out += (lin[0], lin[2], _vec(state.base_angular_velocity, term)[1])
-        elif term == 'base_linear_velocity':
-            out += _vec(state.base_linear_velocity, term)
-        elif term == 'base_angular_velocity':
-            out += _vec(state.base_angular_velocity, term)
-        else:
-            raise ValueError(f'unknown observation term {term!r}; known: '
-                             f'{sorted(OBSERVATION_TERMS)}')
-    if len(out) != scenario.obs_dim:
-        raise ValueError(f'observation has shape ({len(out)},); scenario {scenario.name!r} '
+        for field in _TERM_FIELDS.get(term, ()):
+            value = _vec(getattr(state, field), term)
+            if len(value) < sizes[field]:
+                raise ValueError(f'observation term {term!r} needs RobotState.{field} with at '
+                                 f'least {sizes[field]} numbers, got {len(value)}')
+
+
+# RobotState fields (besides the joints) each observation term reads
+_TERM_FIELDS = {'fingertip_to_goal': ('goal',), 'goal_position': ('goal',),
+                'base_height': ('base_position',), 'base_pitch': ('base_orientation',),
+                'base_orientation': ('base_orientation',),
+                'base_planar_velocity': ('base_linear_velocity', 'base_angular_velocity'),
+                'base_linear_velocity': ('base_linear_velocity',),
+                'base_angular_velocity': ('base_angular_velocity',)}
+_FIELD_VARIABLE = {'goal': 'g', 'base_position': 'p', 'base_orientation': 'o',
+                   'base_linear_velocity': 'v', 'base_angular_velocity': 'w'}
+
+
+def _term_expressions(term, j):
+    """Return the Python expressions of one observation term's entries (see _observer)."""
+    q, qd = [f'q{i}' for i in range(j)], [f'd{i}' for i in range(j)]
+    return {
+        'joint_position': q,
+        'joint_position_cos_sin': [f'_cos({v})' for v in q] + [f'_sin({v})' for v in q],
+        'joint_velocity': qd,
+        'fingertip_position': ['tx', 'ty'],
+        'goal_position': ['g[0]', 'g[1]'],
+        'fingertip_to_goal': ['g[0] - tx', 'g[1] - ty'],
+        'base_height': ['p[2]'],
+        'base_pitch': ['_base_pitch(o)'],
+        'base_orientation': ['o[0]', 'o[1]', 'o[2]', 'o[3]'],
+        'base_planar_velocity': ['v[0]', 'v[2]', 'w[1]'],
+        'base_linear_velocity': ['v[0]', 'v[1]', 'v[2]'],
+        'base_angular_velocity': ['w[0]', 'w[1]', 'w[2]'],
+    }[term]
+
+
+@functools.lru_cache(maxsize=None)
+def _observer(scenario):
+    """
+    Return ``observe(state)``: the scenario's observation compiled into one straight-line function.
+
+    The observation runs every control step in training and on the robot; written out for the
+    scenario's terms and joint count (no per-term dispatch, no intermediate lists), it costs
+    about half of a generic loop over the terms. The numbers are the same float operations in
+    the same order. Wrong input raises a bare error here; build_observation turns it into one
+    that says what to change.
+    """
+    j = scenario.act_dim
+    unknown = [t for t in scenario.observation if t not in OBSERVATION_TERMS]
+    if unknown:
+        raise ValueError(f'unknown observation term {unknown[0]!r}; known: '
+                         f'{sorted(OBSERVATION_TERMS)}')
+    entries = [e for t in scenario.observation for e in _term_expressions(t, j)]
+    if len(entries) != scenario.obs_dim:
+        raise ValueError(f'observation has shape ({len(entries)},); scenario {scenario.name!r} '
                          f'expects ({scenario.obs_dim},)')
-    return np.array(out, dtype=np.float32)
+    names = {'_cos': math.cos, '_sin': math.sin, '_base_pitch': base_pitch, '_vec': _vec,
+             '_array': np.array, '_float32': np.float32}
+    lines = ['def observe(state):']
+    for var, field in (('q', 'joint_position'), ('d', 'joint_velocity')):
+        lines += [f'    {var} = state.{field}',
+                  f'    if type({var}) is not list:',
+                  f'        {var} = _vec({var}, {field!r})',
+                  f'    {"".join(f"{var}{i}, " for i in range(j))}= {var}']
+    for term in dict.fromkeys(scenario.observation):
+        for field in _TERM_FIELDS.get(term, ()):
+            var = _FIELD_VARIABLE[field]
+            if f'    {var} = state.{field}' not in lines:
+                lines += [f'    {var} = state.{field}',
+                          f'    if type({var}) is not list:',
+                          f'        {var} = _vec({var}, {term!r})']
+    if {'fingertip_position', 'fingertip_to_goal'} & set(scenario.observation):
+        x0, y0, links = _chain(scenario)   # as _tip_xy: the same operations in the same order
+        names.update(_x0=x0, _y0=y0)
+        lines += ['    a = 0.0', '    tx, ty = _x0, _y0']
+        for k, (index, length) in enumerate(links):
+            names[f'_l{k}'] = length
+            lines += [f'    a += q{index}', f'    tx += _l{k} * _cos(a)',
+                      f'    ty += _l{k} * _sin(a)']
+    lines.append(f'    return _array([{", ".join(entries)}], _float32)')
+    exec('\n'.join(lines), names)   # noqa: S102 - our own source, built from validated terms
+    return names['observe']
 
 
 def observation_layout(scenario):

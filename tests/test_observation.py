@@ -80,3 +80,65 @@ def test_legged_reward_and_termination():
     assert obs['base.pitch'] == pytest.approx(0.2) and obs['base.vx'] == pytest.approx(2.0)
     assert obs['base.wy'] == pytest.approx(0.3) and len(obs) == cheetah.obs_dim == 17
     assert not is_terminated(cheetah, state)
+
+
+def _reference_observation(sc, state):
+    """Return the observation term by term, straight from the schema (docs/SCENARIOS.md)."""
+    q = [float(v) for v in state.joint_position]
+    tip = fingertip_position(sc, q)[:2].tolist() if sc.kinematics else None
+    out = []
+    for term in sc.observation:
+        out += {
+            'joint_position': lambda: q,
+            'joint_position_cos_sin': lambda: [math.cos(v) for v in q] + [math.sin(v) for v in q],
+            'joint_velocity': lambda: list(state.joint_velocity),
+            'fingertip_position': lambda: tip,
+            'goal_position': lambda: list(state.goal[:2]),
+            'fingertip_to_goal': lambda: [state.goal[0] - tip[0], state.goal[1] - tip[1]],
+            'base_height': lambda: [state.base_position[2]],
+            'base_pitch': lambda: [base_pitch(state.base_orientation)],
+            'base_orientation': lambda: list(state.base_orientation),
+            'base_planar_velocity': lambda: [state.base_linear_velocity[0],
+                                             state.base_linear_velocity[2],
+                                             state.base_angular_velocity[1]],
+            'base_linear_velocity': lambda: list(state.base_linear_velocity),
+            'base_angular_velocity': lambda: list(state.base_angular_velocity),
+        }[term]()
+    return np.array(out, dtype=np.float32)
+
+
+@pytest.mark.parametrize('name', ['reacher', 'cheetah', 'quadruped'])
+def test_compiled_observation_is_the_schema_number_for_number(name):
+    # build_observation runs one straight-line function written out per scenario; it must give
+    # exactly the numbers of the term-by-term definition, for lists, tuples and arrays alike
+    sc = load_scenario(name)
+    j = sc.act_dim
+    rng = np.random.default_rng(7)
+    for kind in (list, tuple, np.array):
+        for _ in range(20):
+            orn = rng.normal(size=4)
+            state = RobotState(*(kind(rng.uniform(-3, 3, j).tolist()) for _ in range(2)),
+                               goal=kind(rng.uniform(-0.2, 0.2, 3).tolist()),
+                               base_position=kind(rng.normal(size=3).tolist()),
+                               base_orientation=kind((orn / np.linalg.norm(orn)).tolist()),
+                               base_linear_velocity=kind(rng.normal(size=3).tolist()),
+                               base_angular_velocity=kind(rng.normal(size=3).tolist()))
+            obs = build_observation(sc, state)
+            assert obs.dtype == np.float32 and obs.shape == (sc.obs_dim,)
+            assert np.array_equal(obs, _reference_observation(sc, state))
+
+
+def test_observation_errors_say_what_the_state_lacks(reacher):
+    cheetah = load_scenario('cheetah')
+    k = cheetah.act_dim
+    with pytest.raises(ValueError, match="'base_height' needs a RobotState field that is None"):
+        build_observation(cheetah, RobotState(np.zeros(k), np.zeros(k)))
+    with pytest.raises(ValueError, match=r'base_orientation with at least 4 numbers, got 3'):
+        build_observation(cheetah, RobotState(np.zeros(k), np.zeros(k), base_position=np.ones(3),
+                                              base_orientation=[0, 0, 1],
+                                              base_linear_velocity=np.ones(3),
+                                              base_angular_velocity=np.ones(3)))
+    with pytest.raises(ValueError, match='goal with at least 2 numbers, got 1'):
+        build_observation(reacher, RobotState([0.0, 0.0], [0.0, 0.0], goal=[0.1]))
+    with pytest.raises(ValueError, match='expects 2 .check the joint count'):
+        build_observation(reacher, RobotState([0.0], [0.0, 0.0], goal=[0.1, 0.1, 0.0]))
