@@ -70,6 +70,12 @@ def test_config_rejects_bad_values_by_name():
         online.OnlineConfig(state_timeout=float('nan'))
     with pytest.raises(ValueError, match='rate_limit'):
         online.OnlineConfig(rate_limit=-1.0)
+    with pytest.raises(ValueError, match='rollback_z'):
+        online.OnlineConfig(rollback_z=-1.0)
+    with pytest.raises(ValueError, match='accept_window'):
+        online.OnlineConfig(accept_window=-1)
+    assert online.OnlineConfig().window == 20 == online.OnlineConfig().rollouts_per_step
+    assert online.OnlineConfig(accept_window=3).window == 3
 
 
 def test_watchdog_holds_and_freezes_adaptation():
@@ -190,7 +196,7 @@ def test_worse_update_is_rolled_back_and_divergence_reverts_to_meta():
         return shifted(params, plan.pop(0))
 
     adapter = make_adapter(scripted, rollouts_per_step=2, accept_window=2, max_param_delta=1e3,
-                           rollback_margin=0.1, divergence_margin=0.5)
+                           rollback_margin=0.1, divergence_margin=0.5, rollback_z=0.0)
     adapter.act(state(), 0.0)
     for _ in range(2 * 10):
         adapter.act(state(), 0.0)
@@ -206,6 +212,33 @@ def test_worse_update_is_rolled_back_and_divergence_reverts_to_meta():
     for _ in range(4 * 10):      # update 3 (far below the meta-policy): back to meta
         adapter.act(state(), 0.0)
     assert adapter.stats['reverts_to_meta'] == 1 and adapter.params is adapter.meta_params
+
+
+def judged_updates(plan, rollback_z, updates):
+    """Run ``updates`` scripted updates (each moves the mean action to the next of ``plan``)."""
+    def scripted(policy, params, episodes, lr, **kw):
+        return shifted(params, plan[min(len(plan) - 1, adapter.stats['adaptations'])])
+
+    adapter = make_adapter(scripted, rollouts_per_step=8, max_param_delta=1e3, seed=5,
+                           rollback_z=rollback_z)
+    force(adapter, plan[0])
+    while adapter.stats['adaptations'] < updates:
+        adapter.act(state(), 0.0)
+    run(adapter, 8 * 10)   # judge the last one
+    return adapter.stats
+
+
+def test_rollback_tells_a_worse_update_from_noisy_returns():
+    # Episode returns are noisy (exploration noise here, goals and start states on a robot).
+    # Updates that change nothing should rarely be rolled back for a drop that is only noise;
+    # an update that makes the policy clearly worse still is. Default window: 8 episodes.
+    same = judged_updates([TARGET], rollback_z=1.64, updates=30)
+    margins_only = judged_updates([TARGET], rollback_z=0.0, updates=30)
+    assert same['reverts_to_meta'] == 0 and same['rollbacks'] <= 6   # 4 of 30 with this seed
+    # the margin alone mistakes noise for a drop far more often (14 of 30 with this seed)
+    assert margins_only['rollbacks'] >= same['rollbacks'] + 6
+    worse = judged_updates([TARGET, [-0.5, 0.5]], rollback_z=1.64, updates=3)
+    assert worse['rollbacks'] + worse['reverts_to_meta'] >= 2
 
 
 def test_update_norm_is_limited_by_max_param_delta():

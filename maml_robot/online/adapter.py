@@ -20,6 +20,25 @@ def _detach(params):
     return {k: v.detach().clone() for k, v in params.items()}
 
 
+def _sample_stats(returns):
+    """Return (mean, variance of the mean) of episode returns (variance 0 for one episode)."""
+    n = len(returns)
+    var = float(np.var(returns, ddof=1)) / n if n > 1 else 0.0
+    return float(np.mean(returns)), var
+
+
+def _worse(judged, reference, margin, z):
+    """
+    Return True when ``judged`` (mean, var) is worse than ``reference`` beyond noise.
+
+    The drop must exceed ``margin`` x |reference mean| and ``z`` standard errors of the
+    difference of the two means (Welch); with one episode on each side only the margin counts.
+    """
+    drop = reference[0] - judged[0]
+    return (drop > margin * max(abs(reference[0]), 1e-6)
+            and drop > z * math.sqrt(judged[1] + reference[1]))
+
+
 class OnlineAdapter:
     """
     Act with a meta-policy and adapt it online with the same inner step as training.
@@ -65,7 +84,8 @@ class OnlineAdapter:
         self._min_steps = int(config.min_episode_steps or max(1, self.episode_steps // 2))
         self._lock = threading.Lock()
         self._params, self._version = start, 0
-        self._prev = None            # (params, return) before the update on probation
+        self._prev = None            # (params, (mean, var) of returns) before the update
+        self._meta_sample = (math.nan, 0.0)   # (mean, var) of the meta-policy's first returns
         self._probation = False
         self._batch = []             # finished episodes under the current version
         self._worker = None
@@ -208,26 +228,30 @@ class OnlineAdapter:
     def _judge_locked(self):
         """Accept, roll back or revert once the probation window of episodes is complete."""
         returns = [sum(s[3] for s in ep) for ep in self._batch]
+        cfg = self.config
         if math.isnan(self.stats['meta_return']) and self.stats['adaptations'] == 0 \
-                and not self.stats['resumed'] and len(returns) >= self.config.rollouts_per_step:
+                and not self.stats['resumed'] and len(returns) >= cfg.rollouts_per_step:
             self.stats['meta_return'] = float(np.mean(returns))
-        if not self._probation or len(returns) < self.config.accept_window:
+            self._meta_sample = _sample_stats(returns)
+        if not self._probation or len(returns) < cfg.window:
             if not self._probation and returns:
                 self.stats['current_return'] = float(np.mean(returns))
             return
-        window = float(np.mean(returns[:self.config.accept_window]))
-        prev_params, prev_return = self._prev
+        judged = _sample_stats(returns[:cfg.window])
+        window = judged[0]
+        prev_params, prev_sample = self._prev
+        prev_return = prev_sample[0]
         meta_return = self.stats['meta_return']
         self._probation, self._prev = False, None
         self.stats['current_return'] = window
-        if math.isfinite(meta_return) and window < meta_return - (
-                self.config.divergence_margin * max(abs(meta_return), 1e-6)):
+        if math.isfinite(meta_return) and _worse(judged, self._meta_sample,
+                                                 cfg.divergence_margin, cfg.rollback_z):
             self._log(f'adapted return {window:.3f} fell far below the meta-policy '
                       f'{meta_return:.3f}: reverting to the meta-parameters')
             self.stats['reverts_to_meta'] += 1
             self._swap_locked(self._meta)
             self.stats['current_return'] = meta_return
-        elif window < prev_return - self.config.rollback_margin * max(abs(prev_return), 1e-6):
+        elif _worse(judged, prev_sample, cfg.rollback_margin, cfg.rollback_z):
             self._log(f'adapted return {window:.3f} is worse than {prev_return:.3f} before the '
                       'update: rolling back')
             self.stats['rollbacks'] += 1
@@ -242,21 +266,21 @@ class OnlineAdapter:
                 or len(self._batch) < n):
             return None
         episodes = self._batch[-n:]
-        ret = float(np.mean([sum(s[3] for s in ep) for ep in episodes]))
+        sample = _sample_stats([sum(s[3] for s in ep) for ep in episodes])
         self._worker = 'starting'
-        return self._params, self._version, episodes, ret
+        return self._params, self._version, episodes, sample
 
-    def _start_update(self, params, version, episodes, ret):
+    def _start_update(self, params, version, episodes, sample):
         if self.config.synchronous:
-            self._update(params, version, episodes, ret)
+            self._update(params, version, episodes, sample)
             return
-        worker = threading.Thread(target=self._update, args=(params, version, episodes, ret),
+        worker = threading.Thread(target=self._update, args=(params, version, episodes, sample),
                                   name='maml_robot_adaptation', daemon=True)
         with self._lock:
             self._worker = worker
         worker.start()
 
-    def _update(self, params, version, episodes, ret):
+    def _update(self, params, version, episodes, sample):
         """Run the inner step(s) on live episodes; swap the result in if it is sane."""
         try:
             started = time.perf_counter()
@@ -267,7 +291,7 @@ class OnlineAdapter:
                 if new is None or version != self._version or self.frozen \
                         or not self.adapt_enabled:
                     return
-                self._prev = (self._params, ret)
+                self._prev = (self._params, sample)
                 self._swap_locked(new)
                 self._probation = True
                 self.stats['adaptations'] += 1

@@ -42,23 +42,33 @@ class OnlineConfig:
     """Control steps of hold command after start, e-stop release or a sensor outage."""
     fade_in_steps: int = 25
     """Control steps over which the policy's action is blended in after the ramp-in."""
-    accept_window: int = 2
-    """Episodes an adapted policy is evaluated on before it is accepted or rolled back."""
+    accept_window: int = 0
+    """Episodes an adapted policy is evaluated on before it is accepted or rolled back; 0 =
+    rollouts_per_step: the episodes the next update needs anyway, so judging costs none."""
     rollback_margin: float = 0.1
     """Roll back when the window return is below the previous one by this fraction of |it|."""
     divergence_margin: float = 0.5
     """Revert to the meta-parameters when the return falls this fraction of |meta| below it."""
+    rollback_z: float = 1.64
+    """A drop also has to exceed this many standard errors of the difference of the two mean
+    returns (episode returns vary with the goal and start state); 1.64 keeps the chance of
+    rolling back an update that changed nothing near 5 %; 0 judges on the margins alone."""
+
+    @property
+    def window(self):
+        """Episodes judged per update: accept_window, or rollouts_per_step when it is 0."""
+        return int(self.accept_window or self.rollouts_per_step)
     synchronous: bool = False
     """Run updates inline in act() (deterministic tests); False runs them on their own thread."""
 
     def __post_init__(self):
         """Check every field; the message says which one to change."""
-        positive = {'inner_steps': self.inner_steps, 'rollouts_per_step': self.rollouts_per_step,
-                    'accept_window': self.accept_window}
+        positive = {'inner_steps': self.inner_steps, 'rollouts_per_step': self.rollouts_per_step}
         for name, value in positive.items():
             if int(value) != value or value < 1:
                 raise ValueError(f'{name} must be an integer >= 1, got {value!r}')
-        for name in ('episode_steps', 'min_episode_steps', 'ramp_in_steps', 'fade_in_steps'):
+        for name in ('episode_steps', 'min_episode_steps', 'ramp_in_steps', 'fade_in_steps',
+                     'accept_window'):
             value = getattr(self, name)
             if int(value) != value or value < 0:
                 raise ValueError(f'{name} must be an integer >= 0, got {value!r}')
@@ -66,7 +76,7 @@ class OnlineConfig:
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f'{name} must be a finite number > 0, got {value!r}')
-        for name in ('rate_limit', 'rollback_margin', 'divergence_margin'):
+        for name in ('rate_limit', 'rollback_margin', 'divergence_margin', 'rollback_z'):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f'{name} must be a finite number >= 0, got {value!r}')

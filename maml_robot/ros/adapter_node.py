@@ -41,10 +41,13 @@ PARAMETERS = (
     Param('rate_limit', 0.0, 'largest normalized action change per step; 0 = off', 0.0, 2.0),
     Param('ramp_in_steps', 10, 'hold steps after start, e-stop release or outage', 0, 100000),
     Param('fade_in_steps', 25, 'steps to blend the policy in after the ramp-in', 0, 100000),
-    Param('accept_window', 2, 'episodes to judge an update before accepting it', 1, 1000),
+    Param('accept_window', 0, 'episodes to judge an update before accepting it; 0 = '
+          'rollouts_per_step', 0, 1000),
     Param('rollback_margin', 0.1, 'relative return drop that rolls an update back', 0.0, 10.0),
     Param('divergence_margin', 0.5, 'relative drop below the meta-policy that reverts to it',
           0.0, 100.0),
+    Param('rollback_z', 1.64, 'standard errors a drop must also exceed; 0 = margins only',
+          0.0, 10.0),
     Param('device', 'cpu', 'torch device of the online policy', choices=('cpu', 'auto')),
     Param('torch_threads', 1, 'torch intra-op threads', 1, 256),
     Param('persist_path', '', 'save accepted adapted parameters here; resume on restart'),
@@ -54,7 +57,7 @@ PARAMETERS = (
 )
 CONFIG_FIELDS = ('adapt', 'inner_steps', 'rollouts_per_step', 'episode_steps', 'state_timeout',
                  'max_param_delta', 'rate_limit', 'ramp_in_steps', 'fade_in_steps',
-                 'accept_window', 'rollback_margin', 'divergence_margin')
+                 'accept_window', 'rollback_margin', 'divergence_margin', 'rollback_z')
 
 
 class AdapterNode(LifecycleNode):
