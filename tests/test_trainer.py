@@ -29,7 +29,7 @@ def tiny(iterations, **extra):
 
 # ----------------------------------------------------------------------------------- config
 @pytest.mark.parametrize('name', ['reacher', 'cheetah', 'cheetah_small', 'quadruped',
-                                  'quadruped_small', 'reacher_fixed_lr'])
+                                  'quadruped_small', 'reacher_fixed_lr', 'reacher_lr01'])
 def test_shipped_yaml_mirrors_the_dataclass(name):
     path = data_path('config', 'train', f'{name}.yaml')
     with open(path, encoding='utf-8') as f:
@@ -152,7 +152,7 @@ def test_run_folder_rules(tmp_path):
         Trainer(tiny(1), tmp_path / 'empty', resume=True, progress=False)
     ckpt = load_checkpoint(tmp_path / 'run' / 'best.safetensors', expect={'scenario': 'reacher'})
     assert ckpt.training['iterations'] == 1 and ckpt.algorithm['name'] == 'promp'
-    assert ckpt.inner['lr'] == 0.1 and ckpt.policy_config.hidden_sizes == (16,)
+    assert ckpt.inner['lr'] == tiny(1).inner_lr == 0.3 and ckpt.policy_config.hidden_sizes == (16,)
 
 
 def test_sampling_failure_saves_state_custom_env(tmp_path, monkeypatch):
