@@ -28,11 +28,11 @@ def offline_gains(path, method='maml'):
     raise ValueError(f'{path}: no results of method {method!r}')
 
 
-def online_gain(task, rollouts, out):
+def online_gain(task, rollouts, out, seed=0):
     """Run the demo on test task ``task``; return (before, after) mean returns."""
     cmd = [sys.executable, '-m', 'maml_robot.cli', 'demo', '--task-index', str(task),
            '--episodes', str(2 * rollouts), '--rollouts-per-step', str(rollouts),
-           '--out', str(out)]
+           '--out', str(out), '--seed', str(seed)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     if proc.returncode != 0:
         raise RuntimeError(f'demo failed on task {task}:\n{proc.stdout}\n{proc.stderr}')
@@ -50,13 +50,16 @@ def main():
     parser.add_argument('--offline', default='docs/results/shipped/test.json',
                         help='eval JSON of the same checkpoint (maml-robot eval --json)')
     parser.add_argument('--out', default=None, help='also write the markdown table here')
+    parser.add_argument('--seed', type=int, default=0,
+                        help="demo --seed: the sim's goals and start poses, the exploration")
     args = parser.parse_args()
     offline = offline_gains(args.offline)
     rows, sum_on, sum_off = [], 0.0, 0.0
     start = time.monotonic()
     with tempfile.TemporaryDirectory() as tmp:
         for task in args.tasks:
-            before, after = online_gain(task, args.rollouts, Path(tmp) / f'task{task}')
+            before, after = online_gain(task, args.rollouts, Path(tmp) / f'task{task}',
+                                        args.seed)
             on, off = after - before, offline[task]
             sum_on, sum_off = sum_on + on, sum_off + off
             rows.append(f'| {task} | {before:.2f} | {after:.2f} | {on:+.2f} | {off:+.2f} |')

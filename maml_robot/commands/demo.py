@@ -30,6 +30,9 @@ def add_arguments(parser):
                              '(default) or per timer tick')
     parser.add_argument('--domain-id', type=int, default=None,
                         help='ROS_DOMAIN_ID (default: one derived from the process id)')
+    parser.add_argument('--seed', type=int, default=0,
+                        help="seed of the sim's start poses, goals and sensor noise and of the "
+                             "adapter's exploration (default: 0)")
 
 
 def pick_task(scenario):
@@ -150,12 +153,13 @@ def run(args):
     print(f'robot: {title.replace(chr(10), " ")}\ncheckpoint: {ckpt}\n'
           f'ROS_DOMAIN_ID {domain}; logs in {out / "logs"}')
     sim = node_command('sim_node', overrides={
-        'task_split': 'test', 'task_index': index, 'real_time_factor': args.real_time_factor})
+        'task_split': 'test', 'task_index': index, 'real_time_factor': args.real_time_factor,
+        'seed': args.seed})
     persist = out / 'adapted.safetensors'     # the adapted policy, kept for inspection
     if persist.exists():
         persist.unlink()                        # each demo starts from the meta-policy
     adapter = node_command('adapter_node', overrides={
-        'checkpoint': str(ckpt), 'use_sim_time': True, 'reward_source': 'topic',
+        'checkpoint': str(ckpt), 'use_sim_time': True, 'reward_source': 'topic', 'seed': args.seed,
         'trigger': args.trigger,
         'rollouts_per_step': args.rollouts_per_step, 'accept_window': args.rollouts_per_step,
         'persist_path': str(persist), 'ramp_in_steps': 0, 'fade_in_steps': 5})
