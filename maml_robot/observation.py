@@ -166,13 +166,14 @@ def _observer(scenario):
                   f'    if type({var}) is not list:',
                   f'        {var} = _vec({var}, {field!r})',
                   f'    {"".join(f"{var}{i}, " for i in range(j))}= {var}']
-    for term in dict.fromkeys(scenario.observation):
-        for field in _TERM_FIELDS.get(term, ()):
+    read = set()
+    for term in scenario.observation:
+        for field in [f for f in _TERM_FIELDS.get(term, ()) if f not in read]:
+            read.add(field)
             var = _FIELD_VARIABLE[field]
-            if f'    {var} = state.{field}' not in lines:
-                lines += [f'    {var} = state.{field}',
-                          f'    if type({var}) is not list:',
-                          f'        {var} = _vec({var}, {term!r})']
+            lines += [f'    {var} = state.{field}',
+                      f'    if type({var}) is not list:',
+                      f'        {var} = _vec({var}, {term!r})']
     if {'fingertip_position', 'fingertip_to_goal'} & set(scenario.observation):
         x0, y0, links = _chain(scenario)   # as _tip_xy: the same operations in the same order
         names.update(_x0=x0, _y0=y0)
