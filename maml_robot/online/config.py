@@ -53,11 +53,6 @@ class OnlineConfig:
     """A drop also has to exceed this many standard errors of the difference of the two mean
     returns (episode returns vary with the goal and start state); 1.64 keeps the chance of
     rolling back an update that changed nothing near 5 %; 0 judges on the margins alone."""
-
-    @property
-    def window(self):
-        """Episodes judged per update: accept_window, or rollouts_per_step when it is 0."""
-        return int(self.accept_window or self.rollouts_per_step)
     synchronous: bool = False
     """Run updates inline in act() (deterministic tests); False runs them on their own thread."""
 
@@ -80,6 +75,11 @@ class OnlineConfig:
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f'{name} must be a finite number >= 0, got {value!r}')
+
+    @property
+    def window(self):
+        """Episodes judged per update: accept_window, or rollouts_per_step when it is 0."""
+        return int(self.accept_window or self.rollouts_per_step)
 
 
 @dataclass(frozen=True)
