@@ -7,6 +7,11 @@ with the adapted policy. The online gain is the mean return after the update min
 return before. The offline gain of the same task comes from an eval JSON (return after one
 step minus return at step 0, same rollouts per step). Ratio = sum of online gains / sum of
 offline gains over the tasks.
+
+One eval seed is a noisy reference (the sum of gains over 8 tasks varies by about +-3 from seed
+to seed), so ``--in-process-seeds N`` also runs the same adapter without ROS (an
+``OnlineAdapter`` driving a ``World`` directly, synchronous updates, the same episodes per
+stage) on the same tasks with N seeds: the spread the online figure should fall into.
 """
 
 import argparse
@@ -42,18 +47,81 @@ def online_gain(task, rollouts, out, seed=0):
     return stages['0'], stages['1']
 
 
+def in_process_gain(task, rollouts, seed, checkpoint='reacher'):
+    """Run the adapter in process on test task ``task``; return (before, after) mean returns."""
+    import numpy as np
+    from maml_robot import online
+    from maml_robot.dynamics import sample_tasks
+    from maml_robot.scenario import load_scenario
+    from maml_robot.sim.world import World
+    scenario = load_scenario('reacher')
+    dynamics = sample_tasks(scenario, None, 'test')[task]
+    config = online.OnlineConfig(synchronous=True, ramp_in_steps=0, fade_in_steps=0,
+                                 rollouts_per_step=rollouts)
+    adapter = online.load_adapter(checkpoint, config, seed=seed, log=lambda m: None)
+    world, rng = World(scenario, task=dynamics), np.random.default_rng(seed)
+    try:
+        for _ in range(2 * rollouts):
+            world.reset(rng)
+            start, reward = True, None
+            for _ in range(scenario.episode_steps):
+                before = world.true_state()
+                cmd = adapter.act(world.measured_state(), 0.0, episode_start=start,
+                                  reward=None if start else reward)
+                world.apply_action(cmd.action)
+                world.step()
+                reward = adapter.spec.reward(before, cmd.action, world.true_state())
+                start = False
+            adapter.act(world.measured_state(), 0.0, reward=reward)
+    finally:
+        world.close()
+    stages = {}
+    for ret, count in adapter.episode_returns:
+        stages.setdefault(min(count, 1), []).append(ret)
+    return float(np.mean(stages[0])), float(np.mean(stages[1]))
+
+
+def in_process_table(tasks, rollouts, seeds):
+    """Return markdown lines: per in-process seed, the mean before/after and the gain sum."""
+    import numpy as np
+    lines = ['| in-process seed | before | after 1 update | sum of gains |', '|---|---|---|---|']
+    sums, afters = [], []
+    for seed in range(seeds):
+        pairs = [in_process_gain(task, rollouts, seed) for task in tasks]
+        before, after = np.mean([p[0] for p in pairs]), np.mean([p[1] for p in pairs])
+        sums.append(sum(p[1] - p[0] for p in pairs))
+        afters.append(after)
+        lines.append(f'| {seed} | {before:.2f} | {after:.2f} | {sums[-1]:+.2f} |')
+        print(lines[-1], flush=True)
+    lines += ['', f'In process over {seeds} seeds: sum of gains {np.mean(sums):+.2f} (sd '
+              f'{np.std(sums, ddof=1):.2f}, range {min(sums):+.2f} to {max(sums):+.2f}); '
+              f'after one update {np.mean(afters):.2f} (sd {np.std(afters, ddof=1):.2f}).']
+    return lines
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     parser.add_argument('--tasks', type=int, nargs='+', default=list(range(8)),
                         help='test-split task indices')
     parser.add_argument('--rollouts', type=int, default=20, help='episodes per stage')
-    parser.add_argument('--offline', default='docs/results/shipped/test.json',
-                        help='eval JSON of the same checkpoint (maml-robot eval --json)')
+    parser.add_argument('--offline', default='docs/results/lr03_five_seeds/test.json',
+                        help='eval JSON of the same checkpoint (maml-robot eval --json; its '
+                        'first run: seed 10 of that file is the shipped reacher)')
     parser.add_argument('--out', default=None, help='also write the markdown table here')
     parser.add_argument('--seed', type=int, default=0,
                         help="demo --seed: the sim's goals and start poses, the exploration")
+    parser.add_argument('--in-process-seeds', type=int, default=0,
+                        help='also run the adapter without ROS with this many seeds')
+    parser.add_argument('--skip-ros', action='store_true',
+                        help='only the in-process runs (with --in-process-seeds)')
     args = parser.parse_args()
     offline = offline_gains(args.offline)
+    if args.skip_ros:
+        text = '\n'.join(in_process_table(args.tasks, args.rollouts, args.in_process_seeds))
+        print(text)
+        if args.out:
+            Path(args.out).write_text(text + '\n')
+        return 0
     rows, sum_on, sum_off = [], 0.0, 0.0
     start = time.monotonic()
     with tempfile.TemporaryDirectory() as tmp:
@@ -70,6 +138,8 @@ def main():
         f'Sum of online gains {sum_on:+.2f}, of offline gains {sum_off:+.2f}: online / offline '
         f'= {sum_on / sum_off:.0%} over {len(rows)} tasks ({args.rollouts} episodes per stage; '
         f'{time.monotonic() - start:.0f} s).']
+    if args.in_process_seeds:
+        lines += ['', *in_process_table(args.tasks, args.rollouts, args.in_process_seeds)]
     text = '\n'.join(lines)
     print(text)
     if args.out:

@@ -182,6 +182,8 @@ class AdaptConfig:
     """Inner learning rate: a float or a dict of per-parameter tensors (from the checkpoint)."""
     inner_kwargs: dict = field(default_factory=dict)
     """Advantage settings of the inner step (``InnerConfig.advantage_kwargs()``)."""
+    inner_steps: int = 1
+    """inner_step calls per update, all on the same rollouts (the adapter's ``inner_steps``)."""
 
     def __post_init__(self):
         """Reject budgets that cannot give a curve."""
@@ -189,14 +191,17 @@ class AdaptConfig:
             raise ValueError(f'--adapt-steps must be >= 0; got {self.adapt_steps}')
         if self.rollouts < 1:
             raise ValueError(f'--rollouts must be >= 1; got {self.rollouts}')
+        if int(self.inner_steps) != self.inner_steps or self.inner_steps < 1:
+            raise ValueError(f'--inner-steps must be an integer >= 1; got {self.inner_steps}')
 
 
 def adapt_tasks(policy, params, tasks, sampler, cfg, *, seed=0, progress=None):
     """
     Run the adaptation protocol on ``tasks`` for one set of starting parameters.
 
-    Each update is :func:`maml_robot.meta.inner.inner_step` on one task's rollouts, computed
-    first-order (evaluation needs no meta-gradient; the step itself is the same).
+    Each update is :func:`maml_robot.meta.inner.inner_step` on one task's rollouts (``cfg.
+    inner_steps`` times on the same rollouts), computed first-order (evaluation needs no
+    meta-gradient; the step itself is the same).
 
     :param policy: a :class:`maml_robot.policy.GaussianPolicy`.
     :param params: the starting parameters (one task's dict, no batch dim).
@@ -228,9 +233,11 @@ def adapt_tasks(policy, params, tasks, sampler, cfg, *, seed=0, progress=None):
             adapted = []
             for b, task_params in enumerate(unstack_params(params_b)):
                 task_params = {n: p.to(episodes.rewards.device) for n, p in task_params.items()}
-                new = inner_step(policy, task_params, episodes.task(b), cfg.lr,
-                                 first_order=True, **cfg.inner_kwargs)
-                adapted.append({n: p.detach() for n, p in new.items()})
+                for _ in range(cfg.inner_steps):
+                    task_params = {n: p.detach() for n, p in inner_step(
+                        policy, task_params, episodes.task(b), cfg.lr, first_order=True,
+                        **cfg.inner_kwargs).items()}
+                adapted.append(task_params)
             params_b = stack_params(adapted)
             if not all(bool(p.isfinite().all()) for p in params_b.values()):
                 raise ValueError(f'adaptation step {k + 1} produced non-finite parameters; '

@@ -221,6 +221,40 @@ def test_eval_is_reproducible_and_rejects_a_wrong_scenario(tmp_path):
         evaluate_checkpoints([ckpt], other, tasks, [0, 1], None, **kw)
 
 
+def test_inner_steps_repeat_the_update_on_the_same_rollouts(tmp_path):
+    import torch
+
+    from maml_robot.baseline_store import EnvSource
+    from maml_robot.checkpoint import load_checkpoint
+    from maml_robot.meta.inner import inner_step
+    from maml_robot.policy import expand_params, stack_params
+
+    torch.set_num_threads(1)
+    ckpt = load_checkpoint(_fresh_checkpoint(tmp_path / 'c.safetensors', lr=0.5))
+    policy, kwargs = ckpt.make_policy(), ckpt.inner_config().advantage_kwargs()
+    source = EnvSource.from_scenario('reacher')
+    tasks, _ = source.split_tasks('test', 1)
+    with pytest.raises(ValueError, match='--inner-steps'):
+        evaluate.AdaptConfig(1, 2, 0.5, kwargs, inner_steps=0)
+    with source.sampler(1, device='cpu') as sampler:
+        curves = {s: evaluate.adapt_tasks(policy, ckpt.params, tasks, sampler, evaluate.
+                                          AdaptConfig(1, 3, 0.5, kwargs, inner_steps=s))
+                  for s in (1, 2)}
+        # by hand: the step-0 rollouts, two inner steps on them, the step-1 rollouts
+        first = sampler.sample(policy, expand_params(ckpt.params, 1), tasks, 3,
+                               seed=np.random.SeedSequence([0, 0]))
+        params = dict(ckpt.params)
+        for _ in range(2):
+            params = {k: v.detach() for k, v in inner_step(
+                policy, params, first.task(0), 0.5, first_order=True, **kwargs).items()}
+        second = sampler.sample(policy, stack_params([params]), tasks, 3,
+                                seed=np.random.SeedSequence([0, 1]))
+    assert curves[1]['returns'][0, 0] == curves[2]['returns'][0, 0]    # same start
+    assert curves[1]['returns'][0, 1] != curves[2]['returns'][0, 1]    # another update
+    expected = float(evaluate.episode_returns(second).mean())
+    assert curves[2]['returns'][0, 1] == pytest.approx(expected, rel=1e-9)
+
+
 def test_plot_falls_back_to_returns_when_the_oracle_loses_a_task(tmp_path):
     from maml_robot import plots
 

@@ -1,0 +1,102 @@
+"""
+Validation of test-time adaptation settings on dead-joint tasks that are NOT the ood split.
+
+The ood split is a fixed list (scenario seed); this draws ``--tasks`` further tasks from the
+same ood distribution with ``--task-seed`` (any seed but the split's), keeps those with a dead
+joint, and runs the adaptation protocol (``maml_robot.evaluate.adapt_tasks``) with each setting
+given as ``KxR`` (K updates of R rollouts each; K x R <= 50 episodes is the issue's budget),
+optionally ``KxRxS``: S inner steps on each batch (the adapter's ``inner_steps``). Settings are
+chosen here, then run once on the ood split. Run:
+
+    .venv/bin/python benchmarks/validate_ood_protocol.py --checkpoint CK [CK ...] \
+        --settings 5x10 2x20 5x10x2 [--tasks 40] [--task-seed 7070] [--out FILE.md]
+"""
+
+import argparse
+import datetime
+
+import numpy as np
+
+
+def parse_setting(text):
+    """Return (K, R, S) from 'KxR' or 'KxRxS'."""
+    parts = [int(p) for p in text.split('x')]
+    if len(parts) not in (2, 3) or min(parts) < 1:
+        raise argparse.ArgumentTypeError(f'setting {text!r}: use KxR or KxRxS, each >= 1')
+    return tuple(parts) if len(parts) == 3 else (*parts, 1)
+
+
+def dead_joint_tasks(scenario, n, seed):
+    """Return the dead-joint tasks among ``n`` drawn from the ood distribution with ``seed``."""
+    from maml_robot.dynamics import sample_task
+    spec = scenario.splits['ood']
+    if seed == spec.seed:
+        raise ValueError(f'--task-seed {seed} is the ood split itself; pick another seed')
+    rng = np.random.default_rng(seed)
+    return [t for t in (sample_task(scenario, spec, rng) for _ in range(n)) if t.dead_joints]
+
+
+def main(argv=None):
+    """Score every (checkpoint, setting); print and optionally write a markdown table."""
+    import torch
+
+    from maml_robot.baseline_store import EnvSource
+    from maml_robot.checkpoint import load_checkpoint
+    from maml_robot.evaluate import adapt_tasks, AdaptConfig
+    from maml_robot.scenario import load_scenario
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
+    parser.add_argument('--checkpoint', nargs='+', required=True)
+    parser.add_argument('--settings', type=parse_setting, nargs='+', default=[(5, 10, 1)])
+    parser.add_argument('--tasks', type=int, default=40, help='ood draws (dead-joint kept)')
+    parser.add_argument('--task-seed', type=int, default=7070)
+    parser.add_argument('--eval-seed', type=int, default=0)
+    parser.add_argument('--workers', type=int, default=2)
+    parser.add_argument('--out', help='also write the table to this markdown file')
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    first = load_checkpoint(args.checkpoint[0])
+    scenario = load_scenario(first.scenario_name)
+    tasks = dead_joint_tasks(scenario, args.tasks, args.task_seed)
+    source = EnvSource.from_scenario(first.scenario_name)
+    rows = ['| setting (K x R x inner steps) | episodes | k=0 | best k | last k | mean over k>0 |',
+            '|---|---|---|---|---|---|']
+    results = {}
+    with source.sampler(args.workers, device='cpu') as sampler:
+        for k, r, s in args.settings:
+            curves = []
+            for path in args.checkpoint:
+                ckpt = load_checkpoint(path)
+                cfg = AdaptConfig(k, r, ckpt.inner_step_size(),
+                                  ckpt.inner_config().advantage_kwargs(), inner_steps=s)
+                try:
+                    out = adapt_tasks(ckpt.make_policy(), ckpt.params, tasks, sampler, cfg,
+                                      seed=args.eval_seed)
+                except ValueError as err:     # the updates diverged (non-finite rollouts)
+                    rows.append(f'| {k} x {r} x {s} | {k * r} | diverged on {path}: {err} |')
+                    print(rows[-1], flush=True)
+                    break
+                curves.append(out['returns'].mean(0))        # (K + 1,) mean over tasks
+            if len(curves) < len(args.checkpoint):
+                continue
+            curve = np.mean(curves, 0)
+            results[(k, r, s)] = curve
+            rows.append(f'| {k} x {r} x {s} | {k * r} | {curve[0]:.3f} | '
+                        f'{curve[1:].max():.3f} (k={int(curve[1:].argmax()) + 1}) | '
+                        f'{curve[-1]:.3f} | {curve[1:].mean():.3f} |')
+            print(rows[-1], '  curve', np.round(curve, 3).tolist(), flush=True)
+    meta = (f'{scenario.name}: {len(tasks)} dead-joint tasks among {args.tasks} drawn from the '
+            f'ood distribution with seed {args.task_seed} (not the ood split), '
+            f'{len(args.checkpoint)} checkpoint(s), eval seed {args.eval_seed}; '
+            f'{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC.')
+    text = '\n'.join(rows)
+    print(meta)
+    if args.out:
+        with open(args.out, 'w') as f:
+            f.write('# Dead-joint adaptation settings, validation tasks\n\n' + meta + '\n\n'
+                    + text + '\n')
+    return results
+
+
+if __name__ == '__main__':
+    main()
