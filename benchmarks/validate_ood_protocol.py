@@ -6,7 +6,9 @@ same ood distribution with ``--task-seed`` (any seed but the split's), keeps tho
 joint, and runs the adaptation protocol (``maml_robot.evaluate.adapt_tasks``) with each setting
 given as ``KxR`` (K updates of R rollouts each; K x R <= 50 episodes is the issue's budget),
 optionally ``KxRxS``: S inner steps on each batch (the adapter's ``inner_steps``). Settings are
-chosen here, then run once on the ood split. Run:
+chosen here, then run once on the ood split. ``--factors`` runs the first setting on variants
+of the same tasks (dead joint revived; training-split dynamics with the same dead joint; plain
+training-split dynamics) to show which part of "out of distribution" costs the return. Run:
 
     .venv/bin/python benchmarks/validate_ood_protocol.py --checkpoint CK [CK ...] \
         --settings 5x10 2x20 5x10x2 [--tasks 40] [--task-seed 7070] [--out FILE.md]
@@ -36,13 +38,38 @@ def dead_joint_tasks(scenario, n, seed):
     return [t for t in (sample_task(scenario, spec, rng) for _ in range(n)) if t.dead_joints]
 
 
+def factor_variants(scenario, tasks, seed):
+    """Return {name: tasks}: the tasks as drawn, revived, and training dynamics +- the joint."""
+    import dataclasses
+
+    from maml_robot.dynamics import sample_task
+    rng = np.random.default_rng(seed)
+    train = [sample_task(scenario, scenario.splits['train'], rng) for _ in tasks]
+    return {
+        'as drawn (ood, dead joint)': tasks,
+        'ood, the dead joint revived': [dataclasses.replace(t, dead_joints=()) for t in tasks],
+        'training dynamics + the same dead joint': [
+            dataclasses.replace(t, dead_joints=d.dead_joints) for t, d in zip(train, tasks)],
+        'training dynamics': train}
+
+
+def _curve(path, tasks, sampler, setting, eval_seed):
+    from maml_robot.checkpoint import load_checkpoint
+    from maml_robot.evaluate import adapt_tasks, AdaptConfig
+    ckpt = load_checkpoint(path)
+    k, r, s = setting
+    cfg = AdaptConfig(k, r, ckpt.inner_step_size(), ckpt.inner_config().advantage_kwargs(),
+                      inner_steps=s)
+    return adapt_tasks(ckpt.make_policy(), ckpt.params, tasks, sampler, cfg,
+                       seed=eval_seed)['returns'].mean(0)
+
+
 def main(argv=None):
     """Score every (checkpoint, setting); print and optionally write a markdown table."""
     import torch
 
     from maml_robot.baseline_store import EnvSource
     from maml_robot.checkpoint import load_checkpoint
-    from maml_robot.evaluate import adapt_tasks, AdaptConfig
     from maml_robot.scenario import load_scenario
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
@@ -52,6 +79,8 @@ def main(argv=None):
     parser.add_argument('--task-seed', type=int, default=7070)
     parser.add_argument('--eval-seed', type=int, default=0)
     parser.add_argument('--workers', type=int, default=2)
+    parser.add_argument('--factors', action='store_true',
+                        help='also run the first setting on variants of the tasks (see above)')
     parser.add_argument('--out', help='also write the table to this markdown file')
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
@@ -66,17 +95,12 @@ def main(argv=None):
         for k, r, s in args.settings:
             curves = []
             for path in args.checkpoint:
-                ckpt = load_checkpoint(path)
-                cfg = AdaptConfig(k, r, ckpt.inner_step_size(),
-                                  ckpt.inner_config().advantage_kwargs(), inner_steps=s)
                 try:
-                    out = adapt_tasks(ckpt.make_policy(), ckpt.params, tasks, sampler, cfg,
-                                      seed=args.eval_seed)
+                    curves.append(_curve(path, tasks, sampler, (k, r, s), args.eval_seed))
                 except ValueError as err:     # the updates diverged (non-finite rollouts)
                     rows.append(f'| {k} x {r} x {s} | {k * r} | diverged on {path}: {err} |')
                     print(rows[-1], flush=True)
                     break
-                curves.append(out['returns'].mean(0))        # (K + 1,) mean over tasks
             if len(curves) < len(args.checkpoint):
                 continue
             curve = np.mean(curves, 0)
@@ -85,6 +109,15 @@ def main(argv=None):
                         f'{curve[1:].max():.3f} (k={int(curve[1:].argmax()) + 1}) | '
                         f'{curve[-1]:.3f} | {curve[1:].mean():.3f} |')
             print(rows[-1], '  curve', np.round(curve, 3).tolist(), flush=True)
+        if args.factors:
+            rows += ['', '| tasks (first setting) | ' + ' | '.join(
+                f'k={i}' for i in range(args.settings[0][0] + 1)) + ' |',
+                '|---|' + '---|' * (args.settings[0][0] + 1)]
+            for name, variant in factor_variants(scenario, tasks, args.task_seed).items():
+                curve = np.mean([_curve(path, variant, sampler, args.settings[0], args.eval_seed)
+                                 for path in args.checkpoint], 0)
+                rows.append(f'| {name} | ' + ' | '.join(f'{v:.3f}' for v in curve) + ' |')
+                print(rows[-1], flush=True)
     meta = (f'{scenario.name}: {len(tasks)} dead-joint tasks among {args.tasks} drawn from the '
             f'ood distribution with seed {args.task_seed} (not the ood split), '
             f'{len(args.checkpoint)} checkpoint(s), eval seed {args.eval_seed}; '
