@@ -59,24 +59,14 @@ def in_process_gain(task, rollouts, seed, checkpoint='reacher'):
     config = online.OnlineConfig(synchronous=True, ramp_in_steps=0, fade_in_steps=0,
                                  rollouts_per_step=rollouts)
     adapter = online.load_adapter(checkpoint, config, seed=seed, log=lambda m: None)
-    world, rng = World(scenario, task=dynamics), np.random.default_rng(seed)
+    world = World(scenario, task=dynamics)
     try:
-        for _ in range(2 * rollouts):
-            world.reset(rng)
-            start, reward = True, None
-            for _ in range(scenario.episode_steps):
-                before = world.true_state()
-                cmd = adapter.act(world.measured_state(), 0.0, episode_start=start,
-                                  reward=None if start else reward)
-                world.apply_action(cmd.action)
-                world.step()
-                reward = adapter.spec.reward(before, cmd.action, world.true_state())
-                start = False
-            adapter.act(world.measured_state(), 0.0, reward=reward)
+        returns = online.run_in_process(adapter, world, 2 * rollouts,
+                                        np.random.default_rng(seed))
     finally:
         world.close()
     stages = {}
-    for ret, count in adapter.episode_returns:
+    for ret, count in returns:
         stages.setdefault(min(count, 1), []).append(ret)
     return float(np.mean(stages[0])), float(np.mean(stages[1]))
 
@@ -93,9 +83,10 @@ def in_process_table(tasks, rollouts, seeds):
         afters.append(after)
         lines.append(f'| {seed} | {before:.2f} | {after:.2f} | {sums[-1]:+.2f} |')
         print(lines[-1], flush=True)
-    lines += ['', f'In process over {seeds} seeds: sum of gains {np.mean(sums):+.2f} (sd '
-              f'{np.std(sums, ddof=1):.2f}, range {min(sums):+.2f} to {max(sums):+.2f}); '
-              f'after one update {np.mean(afters):.2f} (sd {np.std(afters, ddof=1):.2f}).']
+    spread = (f' (sd {np.std(sums, ddof=1):.2f}, range {min(sums):+.2f} to {max(sums):+.2f})'
+              if seeds > 1 else '')
+    lines += ['', f'In process over {seeds} seed(s): sum of gains {np.mean(sums):+.2f}{spread}; '
+              f'after one update {np.mean(afters):.2f}.']
     return lines
 
 

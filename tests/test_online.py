@@ -304,23 +304,31 @@ def online_returns(checkpoint, episodes, rollouts_per_step=4):
                                  rollouts_per_step=rollouts_per_step,
                                  accept_window=rollouts_per_step)
     adapter = online.load_adapter(checkpoint, config, seed=0, log=lambda m: None)
-    world, rng = World(scenario, task=task), np.random.default_rng(0)
+    world = World(scenario, task=task)
     try:
-        for _ in range(episodes):
-            world.reset(rng)
-            start, reward = True, None
-            for _ in range(scenario.episode_steps):
-                before = world.true_state()
-                cmd = adapter.act(world.measured_state(), 0.0, episode_start=start,
-                                  reward=None if start else reward)
-                world.apply_action(cmd.action)
-                world.step()
-                reward = adapter.spec.reward(before, cmd.action, world.true_state())
-                start = False
-            adapter.act(world.measured_state(), 0.0, reward=reward)
+        returns = online.run_in_process(adapter, world, episodes, np.random.default_rng(0))
     finally:
         world.close()
-    return [r for r, _ in adapter.episode_returns], adapter.stats
+    return [r for r, _ in returns], adapter.stats
+
+
+def test_rehearsal_runs_whole_episodes_and_wants_a_generator():
+    from maml_robot.scenario import load_scenario
+    from maml_robot.sim.world import World
+    scenario = load_scenario('reacher')
+    config = online.OnlineConfig(synchronous=True, ramp_in_steps=0, fade_in_steps=0,
+                                 rollouts_per_step=2)
+    adapter = online.load_adapter(MODEL, config, seed=0, log=lambda m: None)
+    world = World(scenario)
+    try:
+        with pytest.raises(ValueError, match='numpy Generator'):
+            online.run_in_process(adapter, world, 1, rng=0)
+        returns = online.run_in_process(adapter, world, 3, np.random.default_rng(0))
+    finally:
+        world.close()
+    assert len(returns) == 3 and adapter.stats['episodes'] == 3
+    assert [count for _, count in returns] == [0, 0, 1]    # one update after two episodes
+    assert adapter.stats['adaptations'] == 1
 
 
 def test_online_loop_on_held_out_dynamics_runs_end_to_end(tmp_path):
