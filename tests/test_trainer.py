@@ -29,7 +29,8 @@ def tiny(iterations, **extra):
 
 # ----------------------------------------------------------------------------------- config
 @pytest.mark.parametrize('name', ['reacher', 'cheetah', 'cheetah_small', 'quadruped',
-                                  'quadruped_small', 'reacher_fixed_lr', 'reacher_lr01'])
+                                  'quadruped_small', 'reacher_fixed_lr', 'reacher_lr01',
+                                  'reacher_2step'])
 def test_shipped_yaml_mirrors_the_dataclass(name):
     path = data_path('config', 'train', f'{name}.yaml')
     with open(path, encoding='utf-8') as f:
