@@ -192,7 +192,7 @@ class AdaptConfig:
         if self.rollouts < 1:
             raise ValueError(f'--rollouts must be >= 1; got {self.rollouts}')
         if int(self.inner_steps) != self.inner_steps or self.inner_steps < 1:
-            raise ValueError(f'--inner-steps must be an integer >= 1; got {self.inner_steps}')
+            raise ValueError(f'inner_steps must be an integer >= 1; got {self.inner_steps}')
 
 
 def adapt_tasks(policy, params, tasks, sampler, cfg, *, seed=0, progress=None):

@@ -234,7 +234,7 @@ def test_inner_steps_repeat_the_update_on_the_same_rollouts(tmp_path):
     policy, kwargs = ckpt.make_policy(), ckpt.inner_config().advantage_kwargs()
     source = EnvSource.from_scenario('reacher')
     tasks, _ = source.split_tasks('test', 1)
-    with pytest.raises(ValueError, match='--inner-steps'):
+    with pytest.raises(ValueError, match='inner_steps must be an integer'):
         evaluate.AdaptConfig(1, 2, 0.5, kwargs, inner_steps=0)
     with source.sampler(1, device='cpu') as sampler:
         curves = {s: evaluate.adapt_tasks(policy, ckpt.params, tasks, sampler, evaluate.
