@@ -106,13 +106,15 @@ def main():
     parser.add_argument('--skip-ros', action='store_true',
                         help='only the in-process runs (with --in-process-seeds)')
     args = parser.parse_args()
-    offline = offline_gains(args.offline)
+    if args.skip_ros and args.in_process_seeds < 1:
+        parser.error('--skip-ros runs only the in-process seeds: give --in-process-seeds N >= 1')
     if args.skip_ros:
         text = '\n'.join(in_process_table(args.tasks, args.rollouts, args.in_process_seeds))
         print(text)
         if args.out:
             Path(args.out).write_text(text + '\n')
         return 0
+    offline = offline_gains(args.offline)
     rows, sum_on, sum_off = [], 0.0, 0.0
     start = time.monotonic()
     with tempfile.TemporaryDirectory() as tmp:

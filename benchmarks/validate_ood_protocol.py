@@ -22,7 +22,10 @@ import numpy as np
 
 def parse_setting(text):
     """Return (K, R, S) from 'KxR' or 'KxRxS'."""
-    parts = [int(p) for p in text.split('x')]
+    try:
+        parts = [int(p) for p in text.split('x')]
+    except ValueError:
+        parts = []
     if len(parts) not in (2, 3) or min(parts) < 1:
         raise argparse.ArgumentTypeError(f'setting {text!r}: use KxR or KxRxS, each >= 1')
     return tuple(parts) if len(parts) == 3 else (*parts, 1)
@@ -35,7 +38,11 @@ def dead_joint_tasks(scenario, n, seed):
     if seed == spec.seed:
         raise ValueError(f'--task-seed {seed} is the ood split itself; pick another seed')
     rng = np.random.default_rng(seed)
-    return [t for t in (sample_task(scenario, spec, rng) for _ in range(n)) if t.dead_joints]
+    tasks = [t for t in (sample_task(scenario, spec, rng) for _ in range(n)) if t.dead_joints]
+    if not tasks:
+        raise ValueError(f'none of the {n} tasks drawn with seed {seed} has a dead joint; draw '
+                         "more (--tasks) or check that the scenario's ood split has dead joints")
+    return tasks
 
 
 def factor_variants(scenario, tasks, seed):
