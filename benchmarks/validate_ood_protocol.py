@@ -16,6 +16,7 @@ training-split dynamics) to show which part of "out of distribution" costs the r
 
 import argparse
 import datetime
+import sys
 
 import numpy as np
 
@@ -60,10 +61,8 @@ def factor_variants(scenario, tasks, seed):
         'training dynamics': train}
 
 
-def _curve(path, tasks, sampler, setting, eval_seed):
-    from maml_robot.checkpoint import load_checkpoint
+def _curve(ckpt, tasks, sampler, setting, eval_seed):
     from maml_robot.evaluate import adapt_tasks, AdaptConfig
-    ckpt = load_checkpoint(path)
     k, r, s = setting
     cfg = AdaptConfig(k, r, ckpt.inner_step_size(), ckpt.inner_config().advantage_kwargs(),
                       inner_steps=s)
@@ -77,10 +76,12 @@ def main(argv=None):
 
     from maml_robot.baseline_store import EnvSource
     from maml_robot.checkpoint import load_checkpoint
+    from maml_robot.online import resolve_checkpoint
     from maml_robot.scenario import load_scenario
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
-    parser.add_argument('--checkpoint', nargs='+', required=True)
+    parser.add_argument('--checkpoint', nargs='+', required=True,
+                        help='checkpoint files or shipped model names')
     parser.add_argument('--settings', type=parse_setting, nargs='+', default=[(5, 10, 1)])
     parser.add_argument('--tasks', type=int, default=40, help='ood draws (dead-joint kept)')
     parser.add_argument('--task-seed', type=int, default=7070)
@@ -91,43 +92,46 @@ def main(argv=None):
     parser.add_argument('--out', help='also write the table to this markdown file')
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    first = load_checkpoint(args.checkpoint[0])
+    ckpts = [(path, load_checkpoint(resolve_checkpoint(path))) for path in args.checkpoint]
+    first = ckpts[0][1]
+    for path, ckpt in ckpts:
+        if ckpt.scenario_name != first.scenario_name:
+            raise ValueError(f'{path} was trained on {ckpt.scenario_name!r}, '
+                             f'{args.checkpoint[0]} on {first.scenario_name!r}: compare '
+                             'checkpoints of one scenario')
     scenario = load_scenario(first.scenario_name)
     tasks = dead_joint_tasks(scenario, args.tasks, args.task_seed)
     source = EnvSource.from_scenario(first.scenario_name)
     rows = ['| setting (K x R x inner steps) | episodes | k=0 | best k | last k | mean over k>0 |',
             '|---|---|---|---|---|---|']
-    results = {}
     with source.sampler(args.workers, device='cpu') as sampler:
         for k, r, s in args.settings:
             curves = []
-            for path in args.checkpoint:
+            for path, ckpt in ckpts:
                 try:
-                    curves.append(_curve(path, tasks, sampler, (k, r, s), args.eval_seed))
+                    curves.append(_curve(ckpt, tasks, sampler, (k, r, s), args.eval_seed))
                 except ValueError as err:     # the updates diverged (non-finite rollouts)
                     rows.append(f'| {k} x {r} x {s} | {k * r} | diverged on {path}: {err} |')
                     print(rows[-1], flush=True)
                     break
-            if len(curves) < len(args.checkpoint):
-                continue
-            curve = np.mean(curves, 0)
-            results[(k, r, s)] = curve
-            rows.append(f'| {k} x {r} x {s} | {k * r} | {curve[0]:.3f} | '
-                        f'{curve[1:].max():.3f} (k={int(curve[1:].argmax()) + 1}) | '
-                        f'{curve[-1]:.3f} | {curve[1:].mean():.3f} |')
-            print(rows[-1], '  curve', np.round(curve, 3).tolist(), flush=True)
+            else:
+                curve = np.mean(curves, 0)
+                rows.append(f'| {k} x {r} x {s} | {k * r} | {curve[0]:.3f} | '
+                            f'{curve[1:].max():.3f} (k={int(curve[1:].argmax()) + 1}) | '
+                            f'{curve[-1]:.3f} | {curve[1:].mean():.3f} |')
+                print(rows[-1], '  curve', np.round(curve, 3).tolist(), flush=True)
         if args.factors:
             rows += ['', '| tasks (first setting) | ' + ' | '.join(
                 f'k={i}' for i in range(args.settings[0][0] + 1)) + ' |',
                 '|---|' + '---|' * (args.settings[0][0] + 1)]
             for name, variant in factor_variants(scenario, tasks, args.task_seed).items():
-                curve = np.mean([_curve(path, variant, sampler, args.settings[0], args.eval_seed)
-                                 for path in args.checkpoint], 0)
+                curve = np.mean([_curve(ckpt, variant, sampler, args.settings[0], args.eval_seed)
+                                 for _, ckpt in ckpts], 0)
                 rows.append(f'| {name} | ' + ' | '.join(f'{v:.3f}' for v in curve) + ' |')
                 print(rows[-1], flush=True)
     meta = (f'{scenario.name}: {len(tasks)} dead-joint tasks among {args.tasks} drawn from the '
             f'ood distribution with seed {args.task_seed} (not the ood split), '
-            f'{len(args.checkpoint)} checkpoint(s), eval seed {args.eval_seed}; '
+            f'{len(ckpts)} checkpoint(s), eval seed {args.eval_seed}; '
             f'{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC.')
     text = '\n'.join(rows)
     print(meta)
@@ -135,8 +139,8 @@ def main(argv=None):
         with open(args.out, 'w') as f:
             f.write('# Dead-joint adaptation settings, validation tasks\n\n' + meta + '\n\n'
                     + text + '\n')
-    return results
+    return 0
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())
