@@ -8,7 +8,9 @@ given as ``KxR`` (K updates of R rollouts each; K x R <= 50 episodes is the issu
 optionally ``KxRxS``: S inner steps on each batch (the adapter's ``inner_steps``). Settings are
 chosen here, then run once on the ood split. ``--factors`` runs the first setting on variants
 of the same tasks (dead joint revived; training-split dynamics with the same dead joint; plain
-training-split dynamics) to show which part of "out of distribution" costs the return. Run:
+training-split dynamics) to show which part of "out of distribution" costs the return;
+``--by-group`` gives every setting per task group (low or high damping, a weak powered joint:
+``task_groups``), to show on which tasks the adaptation stops short. Run:
 
     .venv/bin/python benchmarks/validate_ood_protocol.py --checkpoint CK [CK ...] \
         --settings 5x10 2x20 5x10x2 [--tasks 40] [--task-seed 7070] [--out FILE.md]
@@ -61,13 +63,36 @@ def factor_variants(scenario, tasks, seed):
         'training dynamics': train}
 
 
-def _curve(ckpt, tasks, sampler, setting, eval_seed):
+def task_groups(scenario, tasks):
+    """
+    Return {name: task indices}: the dead-joint tasks split by what the rest of the robot can do.
+
+    Low damping lets a dead link swing (an oracle can whip it into place); a weak powered joint
+    (strength < 1, one that is not dead) can hardly move the arm at all.
+    """
+    names = list(scenario.joint_names)
+
+    def weak(task):
+        return any(s < 1 for n, s in zip(names, task.motor_strength) if n not in task.dead_joints)
+    groups = {'damping < 1, powered joints strength >= 1': [],
+              'damping >= 1, powered joints strength >= 1': [],
+              'a powered joint weaker than 1': []}
+    for i, task in enumerate(tasks):
+        key = ('a powered joint weaker than 1' if weak(task) else
+               'damping < 1, powered joints strength >= 1' if task.damping_scale < 1 else
+               'damping >= 1, powered joints strength >= 1')
+        groups[key].append(i)
+    return groups
+
+
+def _curves(ckpt, tasks, sampler, setting, eval_seed):
+    """Return the (tasks, K + 1) returns of one checkpoint under one setting."""
     from maml_robot.evaluate import adapt_tasks, AdaptConfig
     k, r, s = setting
     cfg = AdaptConfig(k, r, ckpt.inner_step_size(), ckpt.inner_config().advantage_kwargs(),
                       inner_steps=s)
     return adapt_tasks(ckpt.make_policy(), ckpt.params, tasks, sampler, cfg,
-                       seed=eval_seed)['returns'].mean(0)
+                       seed=eval_seed)['returns']
 
 
 def main(argv=None):
@@ -89,6 +114,8 @@ def main(argv=None):
     parser.add_argument('--workers', type=int, default=2)
     parser.add_argument('--factors', action='store_true',
                         help='also run the first setting on variants of the tasks (see above)')
+    parser.add_argument('--by-group', action='store_true',
+                        help='also give each setting per task group (see task_groups)')
     parser.add_argument('--out', help='also write the table to this markdown file')
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
@@ -102,20 +129,28 @@ def main(argv=None):
     scenario = load_scenario(first.scenario_name)
     tasks = dead_joint_tasks(scenario, args.tasks, args.task_seed)
     source = EnvSource.from_scenario(first.scenario_name)
+    groups = task_groups(scenario, tasks) if args.by_group else {}
     rows = ['| setting (K x R x inner steps) | episodes | k=0 | best k | last k | mean over k>0 |',
             '|---|---|---|---|---|---|']
+    group_rows = ['| setting | task group | tasks | curve (k = 0, 1, ...) |', '|---|---|---|---|']
     with source.sampler(args.workers, device='cpu') as sampler:
         for k, r, s in args.settings:
             curves = []
             for path, ckpt in ckpts:
                 try:
-                    curves.append(_curve(ckpt, tasks, sampler, (k, r, s), args.eval_seed))
+                    curves.append(_curves(ckpt, tasks, sampler, (k, r, s), args.eval_seed))
                 except ValueError as err:     # the updates diverged (non-finite rollouts)
                     rows.append(f'| {k} x {r} x {s} | {k * r} | diverged on {path}: {err} |')
                     print(rows[-1], flush=True)
                     break
             else:
-                curve = np.mean(curves, 0)
+                per_task = np.mean(curves, 0)      # (tasks, K + 1), mean over checkpoints
+                curve = per_task.mean(0)
+                for name, idx in groups.items():
+                    if idx:
+                        values = ', '.join(f'{v:.2f}' for v in per_task[idx].mean(0))
+                        group_rows.append(f'| {k} x {r} x {s} | {name} | {len(idx)} | {values} |')
+                        print(group_rows[-1], flush=True)
                 rows.append(f'| {k} x {r} x {s} | {k * r} | {curve[0]:.3f} | '
                             f'{curve[1:].max():.3f} (k={int(curve[1:].argmax()) + 1}) | '
                             f'{curve[-1]:.3f} | {curve[1:].mean():.3f} |')
@@ -125,15 +160,15 @@ def main(argv=None):
                 f'k={i}' for i in range(args.settings[0][0] + 1)) + ' |',
                 '|---|' + '---|' * (args.settings[0][0] + 1)]
             for name, variant in factor_variants(scenario, tasks, args.task_seed).items():
-                curve = np.mean([_curve(ckpt, variant, sampler, args.settings[0], args.eval_seed)
-                                 for _, ckpt in ckpts], 0)
+                curve = np.mean([_curves(ckpt, variant, sampler, args.settings[0],
+                                         args.eval_seed).mean(0) for _, ckpt in ckpts], 0)
                 rows.append(f'| {name} | ' + ' | '.join(f'{v:.3f}' for v in curve) + ' |')
                 print(rows[-1], flush=True)
     meta = (f'{scenario.name}: {len(tasks)} dead-joint tasks among {args.tasks} drawn from the '
             f'ood distribution with seed {args.task_seed} (not the ood split), '
             f'{len(ckpts)} checkpoint(s), eval seed {args.eval_seed}; '
             f'{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC.')
-    text = '\n'.join(rows)
+    text = '\n'.join(rows + (['', *group_rows] if groups else []))
     print(meta)
     if args.out:
         with open(args.out, 'w') as f:

@@ -176,6 +176,23 @@ def run_random(cfg, source, tasks, task_ids, sampler, progress=None):
     return _result(cfg, source, task_ids, [0], arrays, runs, ['random'] * len(runs), {})
 
 
+def oracle_model(cfg, source, cache, task, task_id, seed):
+    """Return the SB3 PPO trained on ``task`` alone (cached per split, task, budget and seed)."""
+    path = cache.folder('oracle', cfg.train_steps, seed) / \
+        f'task-{cfg.split}-{task_id}-{task_key(task)}.zip'
+
+    def train():
+        makers = [sb3_bridge.EnvMaker(source.make_env, source.horizon, task=task)
+                  for _ in range(cfg.ppo.n_envs)]
+        venv = sb3_bridge.make_vec_env(makers, cfg.workers)
+        try:
+            return sb3_bridge.train_ppo(venv, cfg.train_steps, sb3_bridge.seed_of(seed, task_id),
+                                        cache.policy_config, cfg.ppo)
+        finally:
+            venv.close()
+    return cache.sb3_model(path, train)
+
+
 def run_oracle(cfg, source, cache, tasks, task_ids, sampler, progress=None):
     """PPO trained on each task itself (first ``cfg.oracle_tasks`` tasks): the 1 of the score."""
     n = min(cfg.oracle_tasks, len(tasks))
@@ -186,20 +203,7 @@ def run_oracle(cfg, source, cache, tasks, task_ids, sampler, progress=None):
         start = time.perf_counter()
         params = []
         for task, task_id in zip(tasks, task_ids):
-            path = cache.folder('oracle', cfg.train_steps, seed) / \
-                f'task-{cfg.split}-{task_id}-{task_key(task)}.zip'
-
-            def train(task=task, task_id=task_id):
-                makers = [sb3_bridge.EnvMaker(source.make_env, source.horizon, task=task)
-                          for _ in range(cfg.ppo.n_envs)]
-                venv = sb3_bridge.make_vec_env(makers, cfg.workers)
-                try:
-                    return sb3_bridge.train_ppo(venv, cfg.train_steps,
-                                                sb3_bridge.seed_of(seed, task_id),
-                                                cache.policy_config, cfg.ppo)
-                finally:
-                    venv.close()
-            model = cache.sb3_model(path, train)
+            model = oracle_model(cfg, source, cache, task, task_id, seed)
             policy, p = sb3_bridge.sb3_to_params(model, cache.policy_config)
             policy.to(sampler.device)
             params.append(sb3_bridge.finite_or_raise(p, f'oracle for task {task_id}'))

@@ -195,7 +195,7 @@ class AdaptConfig:
             raise ValueError(f'inner_steps must be an integer >= 1; got {self.inner_steps}')
 
 
-def adapt_tasks(policy, params, tasks, sampler, cfg, *, seed=0, progress=None):
+def adapt_tasks(policy, params, tasks, sampler, cfg, *, seed=0, progress=None, keep_params=False):
     """
     Run the adaptation protocol on ``tasks`` for one set of starting parameters.
 
@@ -212,6 +212,8 @@ def adapt_tasks(policy, params, tasks, sampler, cfg, *, seed=0, progress=None):
         methods evaluated with the same seed (and the same sampler ``max_envs``) meet the same
         initial states: a paired comparison.
     :param progress: optional tqdm bar, advanced by one per step.
+    :param keep_params: also return ``params``: the parameters after the last update (tensors
+        with a leading ``B`` dim), e.g. to watch what the adapted policies do.
     :returns: dict of numpy arrays ``returns, returns_std, env_steps`` of shape ``(B, K + 1)``
         and ``wall_s`` of shape ``(K + 1,)`` (cumulative, all tasks).
     """
@@ -245,6 +247,8 @@ def adapt_tasks(policy, params, tasks, sampler, cfg, *, seed=0, progress=None):
         out['wall_s'][k] = time.perf_counter() - start
         if progress is not None:
             progress.update(1)
+    if keep_params:
+        out['params'] = params_b
     return out
 
 

@@ -238,7 +238,8 @@ def test_inner_steps_repeat_the_update_on_the_same_rollouts(tmp_path):
         evaluate.AdaptConfig(1, 2, 0.5, kwargs, inner_steps=0)
     with source.sampler(1, device='cpu') as sampler:
         curves = {s: evaluate.adapt_tasks(policy, ckpt.params, tasks, sampler, evaluate.
-                                          AdaptConfig(1, 3, 0.5, kwargs, inner_steps=s))
+                                          AdaptConfig(1, 3, 0.5, kwargs, inner_steps=s),
+                                          keep_params=s == 2)
                   for s in (1, 2)}
         # by hand: the step-0 rollouts, two inner steps on them, the step-1 rollouts
         first = sampler.sample(policy, expand_params(ckpt.params, 1), tasks, 3,
@@ -253,6 +254,10 @@ def test_inner_steps_repeat_the_update_on_the_same_rollouts(tmp_path):
     assert curves[1]['returns'][0, 1] != curves[2]['returns'][0, 1]    # another update
     expected = float(evaluate.episode_returns(second).mean())
     assert curves[2]['returns'][0, 1] == pytest.approx(expected, rel=1e-9)
+    assert 'params' not in curves[1]                  # only on request: the adapted policy
+    assert set(curves[2]['params']) == set(params)
+    for name, value in params.items():
+        assert torch.equal(curves[2]['params'][name][0], value), name
 
 
 def test_plot_falls_back_to_returns_when_the_oracle_loses_a_task(tmp_path):
