@@ -43,9 +43,19 @@ def main(argv=None):
     args = parser.parse_args(argv)
     report = json.loads(args.report.read_text())
     results = list(report['results'])
-    for kind in ('oracle', 'random'):
-        results.append(json.loads((args.baselines / f'{kind}.json').read_text()))
     meta = report['meta']
+    for kind in ('oracle', 'random'):
+        path = args.baselines / f'{kind}.json'
+        if not path.is_file():
+            raise SystemExit(f'{path} not found; --baselines must be the folder holding the '
+                             f'oracle.json and random.json the report was scored against')
+        result = json.loads(path.read_text())
+        where = (result.get('scenario'), result.get('split'))
+        if where != (meta['scenario'], meta['split']):
+            raise SystemExit(f'{path} is for scenario/split {where}, the report for '
+                             f"{(meta['scenario'], meta['split'])}: pass the baselines of the "
+                             'same split')
+        results.append(result)
     task_ids, ours = method_returns(results, 'maml')
     refs = {}
     for kind in ('oracle', 'random'):
