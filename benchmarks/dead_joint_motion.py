@@ -125,7 +125,7 @@ def main(argv=None):
                 (f'oracle (PPO, {args.train_steps} steps)', oracle, oracle_params),
                 ('meta-policy, before adapting', meta, ckpt.params),
                 (f'meta-policy after {k} x {r}', meta, params_k)):
-            m = {k: v.mean() for k, v in
+            m = {key: v.mean() for key, v in
                  rollouts(env, policy, params, args.episodes, args.seed, joint).items()}
             rows.append(f'| {task_id} | {task.describe(env.unwrapped.scenario)} | {name} | '
                         f"{m['return']:.2f} | {m['late_reward']:.3f} | {m['peak']:.2f} | "

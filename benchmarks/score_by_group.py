@@ -25,7 +25,8 @@ def method_returns(results, method):
     for result in results:
         if result['method'] == method:
             return result['task_ids'], np.asarray(result['returns'], float).mean(0)
-    raise SystemExit(f'no {method!r} result; pass the folder or files holding it')
+    raise SystemExit(f'no {method!r} result in the files read; --report must be a '
+                     '`maml-robot eval --json` report of a meta-policy')
 
 
 def main(argv=None):
@@ -42,6 +43,9 @@ def main(argv=None):
     parser.add_argument('--out', help='also write the table to this markdown file')
     args = parser.parse_args(argv)
     report = json.loads(args.report.read_text())
+    if not isinstance(report, dict) or not {'results', 'meta'} <= set(report):
+        raise SystemExit(f'{args.report} is not a `maml-robot eval --json` report (no results '
+                         'and meta); pass the report, and its baselines folder as --baselines')
     results = list(report['results'])
     meta = report['meta']
     for kind in ('oracle', 'random'):
