@@ -39,3 +39,41 @@ def share_dir() -> Path:
 def data_path(*parts: str) -> Path:
     """Return a path inside the shared data folder (e.g. the parts ``'sim', 'reacher.yaml'``)."""
     return share_dir().joinpath(*parts)
+
+
+def _package_search_path():
+    """Yield folders that may hold ROS packages (for ``package://`` URDF references)."""
+    for entry in os.environ.get('MAML_ROBOT_PACKAGE_PATH', '').split(os.pathsep):
+        if entry:
+            yield Path(entry).expanduser()
+    for entry in os.environ.get('AMENT_PREFIX_PATH', '').split(os.pathsep):
+        if entry:
+            yield Path(entry) / 'share'
+
+
+def urdf_candidates(text: str, base: Path) -> list:
+    """
+    Return the files a scenario's ``urdf:`` value may name, in the order they are tried.
+
+    ``pybullet_data://REL``: REL inside the pybullet wheel's data folder (the same on every
+    machine); ``package://PKG/REL``: REL inside package PKG, looked up in MAML_ROBOT_PACKAGE_PATH
+    (folders that hold packages) and the ament index (``share/PKG``); ``maml_robot`` is this
+    package's own data folder. Any other text is a path: absolute, or relative to ``base`` (the
+    scenario's folder) and then the package's ``urdf/``.
+    """
+    if text.startswith('pybullet_data://'):
+        import pybullet_data   # only scenarios that name it need the wheel's data
+        rel = text[len('pybullet_data://'):]
+        return [Path(pybullet_data.getDataPath()) / rel]
+    if text.startswith('package://'):
+        pkg, _, rel = text[len('package://'):].partition('/')
+        if not pkg or not rel:
+            raise ValueError('package://PKG/PATH with a package name and a path inside it')
+        found = [root / pkg / rel for root in _package_search_path()]
+        if pkg == PACKAGE:
+            found.append(share_dir() / rel)
+        return found
+    path = Path(text).expanduser()
+    if path.is_absolute():
+        return [path]
+    return [base / text, data_path('urdf', Path(text).name)]

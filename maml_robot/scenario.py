@@ -2,10 +2,11 @@
 
 import copy
 from dataclasses import dataclass, field
+import hashlib
 import math
 from pathlib import Path
 
-from maml_robot.paths import data_path
+from maml_robot.paths import data_path, urdf_candidates
 from maml_robot.urdf import parse_urdf, UrdfError
 import numpy as np
 import yaml
@@ -125,22 +126,40 @@ class Scenario:
     def to_dict(self):
         """Return a JSON-able snapshot (stored in checkpoints); ``from_dict`` rebuilds it."""
         return {'name': self.name, 'path': str(self.path), 'urdf_path': str(self.urdf_path),
+                'urdf_sha256': file_sha256(self.urdf_path),
                 'joint_names': list(self.joint_names),
                 'effort_limits': self.effort_limits.tolist(),
                 'source': copy.deepcopy(self.source)}
 
     @classmethod
     def from_dict(cls, data):
-        """Rebuild a Scenario from ``to_dict()``; the URDF must still be reachable."""
+        """
+        Rebuild a Scenario from ``to_dict()``.
+
+        The URDF is looked up where the snapshot found it, then as the scenario named it
+        (``pybullet_data://`` and ``package://`` resolve on any machine); a URDF whose content
+        differs from the one the snapshot was taken with is refused.
+        """
         source = copy.deepcopy(data['source'])
         urdf = Path(data['urdf_path'])
-        if urdf.is_file():
+        want = data.get('urdf_sha256')
+        if urdf.is_file() and (want is None or file_sha256(urdf) == want):
             source['urdf'] = str(urdf)
         scenario = build_scenario(source, Path(data['path']))
+        if want is not None and file_sha256(scenario.urdf_path) != want:
+            raise ScenarioError(data['path'], 'urdf', f'the URDF the checkpoint was trained '
+                                f'with (sha256 {want[:12]}...); {scenario.urdf_path} has other '
+                                'content: use the robot description the policy was trained on, '
+                                'or retrain', source.get('urdf'))
         if list(scenario.joint_names) != list(data['joint_names']):
             raise ScenarioError(data['path'], 'joints', f'joints {data["joint_names"]}',
                                 list(scenario.joint_names))
         return scenario
+
+
+def file_sha256(path):
+    """Return the hex SHA-256 of a file's bytes (the URDF a scenario was built from)."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 class _Reader:
@@ -235,10 +254,12 @@ def load_scenario(name_or_path):
 def _urdf_path(r, data, path):
     text = data['urdf']
     if not isinstance(text, str) or not text:
-        r.fail('urdf', 'a path to a URDF file (relative to the YAML, or in the package urdf/)',
-               text)
-    candidates = [Path(text).expanduser()] if Path(text).is_absolute() else [
-        path.parent / text, data_path('urdf', Path(text).name)]
+        r.fail('urdf', 'a path to a URDF file (relative to the YAML, or in the package urdf/), '
+               'pybullet_data://REL or package://PKG/REL', text)
+    try:
+        candidates = urdf_candidates(text, path.parent)
+    except ValueError as err:
+        r.fail('urdf', str(err), text)
     for cand in candidates:
         if cand.is_file():
             return cand.resolve()

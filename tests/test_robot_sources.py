@@ -1,0 +1,70 @@
+"""Robots from a package: pybullet_data:// and package:// URDFs, and the URDF content hash."""
+
+import copy
+from pathlib import Path
+import shutil
+
+from maml_robot.scenario import build_scenario, load_scenario, Scenario, ScenarioError
+import pybullet_data
+import pytest
+import yaml
+
+
+def _reacher_source():
+    return yaml.safe_load(Path(load_scenario('reacher').path).read_text())
+
+
+def test_pybullet_data_urdf_resolves_inside_the_wheel(tmp_path):
+    data = _reacher_source()
+    data['urdf'] = 'pybullet_data://kuka_iiwa/model.urdf'
+    with pytest.raises(ScenarioError, match=r'joints\[0\].*lbr_iiwa_joint_1'):
+        build_scenario(data, tmp_path / 'kuka.yaml')   # resolved: the KUKA's joints are named
+    data['urdf'] = 'pybullet_data://kuka_iiwa/no_such.urdf'
+    with pytest.raises(ScenarioError, match='urdf: expected an existing URDF file.*no_such'):
+        build_scenario(data, tmp_path / 'kuka.yaml')
+
+
+def test_package_urdf_uses_the_search_path(tmp_path, monkeypatch):
+    pkg = tmp_path / 'pkgs' / 'my_robot' / 'urdf'
+    pkg.mkdir(parents=True)
+    shutil.copy(load_scenario('reacher').urdf_path, pkg / 'arm.urdf')
+    data = _reacher_source()
+    data['urdf'] = 'package://my_robot/urdf/arm.urdf'
+    with pytest.raises(ScenarioError, match='urdf: expected an existing URDF file'):
+        build_scenario(data, tmp_path / 's.yaml')
+    monkeypatch.setenv('MAML_ROBOT_PACKAGE_PATH', str(tmp_path / 'pkgs'))
+    sc = build_scenario(data, tmp_path / 's.yaml')
+    assert sc.urdf_path == (pkg / 'arm.urdf').resolve()
+    data['urdf'] = 'package://my_robot'
+    with pytest.raises(ScenarioError, match='package://PKG/PATH'):
+        build_scenario(data, tmp_path / 's.yaml')
+
+
+def test_snapshot_resolves_by_uri_when_the_path_is_gone(tmp_path):
+    data = _reacher_source()
+    data['urdf'] = 'pybullet_data://kuka_iiwa/model.urdf'
+    data['joints'] = ['lbr_iiwa_joint_1', 'lbr_iiwa_joint_2']
+    data['initial_state'] = {}
+    data['base'] = {'link': 'lbr_iiwa_link_0', 'fixed': True}
+    data.pop('kinematics'), data.pop('goal')
+    data['observation'] = ['joint_position', 'joint_velocity']
+    data['reward'] = {'control': 1.0}
+    data['dynamics']['payload_link'] = 'lbr_iiwa_link_7'
+    del data['dynamics']['splits']['ood']['ranges']['dead_joint']
+    sc = build_scenario(data, tmp_path / 'kuka.yaml')
+    snap = copy.deepcopy(sc.to_dict())
+    snap['urdf_path'] = '/nonexistent/training/machine/model.urdf'
+    again = Scenario.from_dict(snap)
+    assert again.urdf_path == Path(pybullet_data.getDataPath(), 'kuka_iiwa/model.urdf').resolve()
+
+
+def test_snapshot_refuses_a_urdf_with_other_content(tmp_path):
+    urdf = tmp_path / 'reacher.urdf'
+    shutil.copy(load_scenario('reacher').urdf_path, urdf)
+    data = _reacher_source()
+    data['urdf'] = str(urdf)
+    snap = build_scenario(data, tmp_path / 'r.yaml').to_dict()
+    assert Scenario.from_dict(snap).urdf_path == urdf.resolve()
+    urdf.write_text(urdf.read_text().replace('<robot', '<!-- edited -->\n<robot', 1))
+    with pytest.raises(ScenarioError, match='sha256.*other content'):
+        Scenario.from_dict(snap)
