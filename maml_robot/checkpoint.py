@@ -331,8 +331,8 @@ def expectation_from_scenario(scenario):
                       ('control_period', 'control_period')):
         if hasattr(scenario, attr):
             exp[key] = getattr(scenario, attr)
-    if hasattr(scenario, 'effort_limits'):
-        exp['action_scale'] = [float(x) for x in scenario.effort_limits]
+    if hasattr(scenario, 'action_scale'):
+        exp['action_scale'] = [float(x) for x in scenario.action_scale]
     return exp
 
 

@@ -6,12 +6,13 @@ import hashlib
 import math
 from pathlib import Path
 
+from maml_robot.actuation import Actuation, HOLDS, MODES
 from maml_robot.paths import data_path, urdf_candidates
 from maml_robot.urdf import parse_urdf, UrdfError
 import numpy as np
 import yaml
 
-SHIPPED = ('reacher', 'cheetah', 'quadruped')
+SHIPPED = ('reacher', 'cheetah', 'quadruped', 'a1_walk')
 # Observation terms and their size (J = number of controlled joints).
 OBSERVATION_TERMS = {
     'joint_position': lambda j: j,
@@ -35,6 +36,11 @@ SPLIT_KEYS = RANGE_PARAMS + ('motor_reversed', 'dead_joint', 'latency_steps')
 TOP_KEYS = ('name', 'description', 'urdf', 'joints', 'control', 'sim', 'base', 'episode_steps',
             'initial_state', 'goal', 'kinematics', 'observation', 'reward', 'termination',
             'dynamics')
+
+
+CONTROL_KEYS = ('mode', 'rate_hz', 'action_scale', 'kp', 'kd', 'default_joint_position',
+                'hold')
+POSITION_KEYS = ('kp', 'kd', 'default_joint_position')
 
 
 class ScenarioError(ValueError):
@@ -79,7 +85,7 @@ class Scenario:
     effort_limits: np.ndarray     # (J,) N·m (N for prismatic); also the action scale
     velocity_limits: np.ndarray   # (J,)
     position_limits: np.ndarray   # (J, 2) lower, upper (±inf for continuous joints)
-    control_mode: str
+    actuation: Actuation         # control mode, action scale, PD gains, safe hold
     control_rate_hz: float
     sim_timestep: float
     frame_skip: int
@@ -119,9 +125,14 @@ class Scenario:
         return {'payload_link': self.payload_link, 'splits': self.splits}
 
     @property
+    def control_mode(self):
+        """Return 'torque' or 'position' (see maml_robot.actuation)."""
+        return self.actuation.mode
+
+    @property
     def action_scale(self):
-        """Effort per unit of normalized action (the URDF effort limits)."""
-        return self.effort_limits
+        """Command per unit of normalized action (N·m in torque mode, rad in position mode)."""
+        return self.actuation.action_scale
 
     def to_dict(self):
         """Return a JSON-able snapshot (stored in checkpoints); ``from_dict`` rebuilds it."""
@@ -288,6 +299,53 @@ def _per_joint(r, value, key, names, default):
     return np.full(len(names), r.number(value, key))
 
 
+def _actuation(r, control, names, joints, initial_q):
+    """Read the control section's actuator settings into an Actuation (maml_robot.actuation)."""
+    mode = control['mode']
+    if mode not in MODES:
+        r.fail('control.mode', f'one of {list(MODES)}', mode)
+    effort = np.array([j.effort for j in joints], dtype=float)
+    position = mode == 'position'
+    for key in POSITION_KEYS:
+        if key in control and not position:
+            r.fail(f'control.{key}', 'no such key in torque mode (set control.mode: position)',
+                   control[key])
+    if position and 'action_scale' not in control:
+        r.fail('control.action_scale', 'rad (m) of target per unit of action in position mode, '
+               'e.g. 0.25', 'missing')
+    scale = effort.copy()    # torque mode's default: a full action is the URDF effort limit
+    if 'action_scale' in control:
+        given = control['action_scale']
+        if isinstance(given, dict) and not position:   # joints not named keep the URDF limit
+            given = {**dict(zip(names, effort.tolist())), **given}
+        scale = _per_joint(r, given, 'control.action_scale', names, None)
+    if np.any(scale <= 0):
+        r.fail('control.action_scale', 'positive numbers', scale.tolist())
+    if not position and np.any(scale > effort * (1 + 1e-9)):
+        bad = [n for n, s, e in zip(names, scale, effort) if s > e * (1 + 1e-9)]
+        r.fail('control.action_scale', f'at most the URDF effort limit {effort.tolist()} '
+               '(torque mode: the effort of a full action)', f'larger for {bad}')
+    limits = np.array([(j.lower, j.upper) if j.type != 'continuous' and j.lower is not None
+                       else (-math.inf, math.inf) for j in joints], dtype=float)
+    zeros = np.zeros(len(names))
+    default = (_per_joint(r, control['default_joint_position'],
+                          'control.default_joint_position', names, 0.0)
+               if 'default_joint_position' in control else initial_q.copy())
+    if position and np.any((default < limits[:, 0]) | (default > limits[:, 1])):
+        r.fail('control.default_joint_position', f'positions within the URDF limits '
+               f'{limits.tolist()}', default.tolist())
+    kp = (_per_joint(r, control.get('kp'), 'control.kp', names, None) if position else zeros)
+    kd = (_per_joint(r, control.get('kd', 0.0), 'control.kd', names, 0.0) if position
+          else zeros)
+    if position and (np.any(kp <= 0) or np.any(kd < 0)):
+        r.fail('control.kp', 'kp > 0 and kd >= 0 for every joint', [kp.tolist(), kd.tolist()])
+    hold = control.get('hold', 'default' if position else 'zero')
+    if hold not in HOLDS[mode]:
+        r.fail('control.hold', f'one of {list(HOLDS[mode])} in {mode} mode', hold)
+    return Actuation(mode=mode, action_scale=scale, effort_limit=effort,
+                     position_limits=limits, default_position=default, kp=kp, kd=kd, hold=hold)
+
+
 def _split(r, name, spec, names, splits_data):
     key = f'dynamics.splits.{name}'
     r.mapping(spec, key, ('size', 'seed', 'ranges'), required=('ranges',))
@@ -383,9 +441,7 @@ def build_scenario(data, path):
     names = _joints(r, data, model)
     joints = [model.joints[n] for n in names]
 
-    control = r.mapping(data['control'], 'control', ('mode', 'rate_hz'), ('mode', 'rate_hz'))
-    if control['mode'] != 'torque':
-        r.fail('control.mode', "'torque' (the only control mode so far)", control['mode'])
+    control = r.mapping(data['control'], 'control', CONTROL_KEYS, ('mode', 'rate_hz'))
     sim = r.mapping(data['sim'], 'sim', ('timestep', 'frame_skip', 'gravity', 'ground',
                                          'ground_friction'), ('timestep', 'frame_skip'))
     timestep = r.number(sim['timestep'], 'sim.timestep', 0, 0.1, strict_lo=True)
@@ -404,6 +460,9 @@ def build_scenario(data, path):
         r.fail('base.fixed', 'true or false', base['fixed'])
     init = r.mapping(data.get('initial_state', {}), 'initial_state',
                      ('joint_position', 'joint_position_noise', 'joint_velocity_noise'))
+    initial_q = _per_joint(r, init.get('joint_position', 0.0), 'initial_state.joint_position',
+                           names, 0.0)
+    actuation = _actuation(r, control, names, joints, initial_q)
     obs = data['observation']
     obs = r.names(obs, 'observation', set(OBSERVATION_TERMS), 'observation terms')
     reward = r.mapping(data['reward'], 'reward', REWARD_TERMS)
@@ -439,14 +498,13 @@ def build_scenario(data, path):
         velocity_limits=np.array([j.velocity or math.inf for j in joints]),
         position_limits=np.array([(j.lower, j.upper) if j.type != 'continuous'
                                   else (-math.inf, math.inf) for j in joints]),
-        control_mode='torque', control_rate_hz=rate, sim_timestep=timestep,
+        actuation=actuation, control_rate_hz=rate, sim_timestep=timestep,
         frame_skip=frame_skip, gravity=r.number(sim.get('gravity', -9.81), 'sim.gravity'),
         ground=ground,
         ground_friction=r.number(sim.get('ground_friction', 1.0), 'sim.ground_friction', 0),
         base_link=base['link'], base_fixed=base['fixed'],
         base_position=r.vector(base.get('position', [0, 0, 0]), 'base.position', 3),
-        initial_joint_position=_per_joint(r, init.get('joint_position', 0.0),
-                                          'initial_state.joint_position', names, 0.0),
+        initial_joint_position=initial_q,
         joint_position_noise=r.number(init.get('joint_position_noise', 0.0),
                                       'initial_state.joint_position_noise', 0),
         joint_velocity_noise=r.number(init.get('joint_velocity_noise', 0.0),

@@ -28,7 +28,11 @@ EXPECTED_JOINTS = {
                 'fthigh_joint'],
     'quadruped': [f'{leg}_{part}_joint' for leg in ('back_left', 'back_right', 'front_left',
                                                     'front_right') for part in ('hip', 'knee')],
+    'a1_walk': [f'{leg}_{part}_joint' for leg in ('FL', 'FR', 'RL', 'RR')
+                for part in ('hip', 'lower', 'upper')],
 }
+# The robots whose URDF this package writes (urdf/); the others come from pybullet_data.
+OWN_URDFS = ('reacher', 'cheetah', 'quadruped')
 
 
 @pytest.mark.parametrize('name', SHIPPED)
@@ -56,7 +60,7 @@ def test_episode_lengths_are_short():
         assert load_scenario(name).episode_steps == 200
 
 
-@pytest.mark.parametrize('name', SHIPPED)
+@pytest.mark.parametrize('name', OWN_URDFS)
 def test_urdf_is_a_valid_tree_with_limits_and_inertias(name):
     path = data_path('urdf', f'{name}.urdf')
     root = ElementTree.parse(path).getroot()
@@ -190,7 +194,10 @@ MALFORMED = [
     ('dynamics.splits.train.size', 10, 'dynamics.splits.train'),
     ('dynamics.payload_link', 'hand', 'dynamics.payload_link'),
     ('control.rate_hz', 30, 'control.rate_hz'),
-    ('control.mode', 'position', 'control.mode'),
+    ('control.mode', 'velocity', 'control.mode'),
+    ('control.mode', 'position', 'control.action_scale'),
+    ('control.kp', 20.0, 'control.kp'),
+    ('control.action_scale', {'elbow_joint': 5.0}, 'control.action_scale'),
     ('sim.frame_skip', 0, 'sim.frame_skip'),
     ('sim.timestep', -0.01, 'sim.timestep'),
     ('sim.ground', 'yes', 'sim.ground'),
@@ -262,7 +269,7 @@ def test_user_scenario_with_own_urdf(tmp_path):
 
 def test_shipped_urdfs_match_their_generator(tmp_path):
     assert urdf_gen.main([str(tmp_path)]) == 0
-    for name in SHIPPED:
+    for name in OWN_URDFS:
         assert (tmp_path / f'{name}.urdf').read_text() == \
             data_path('urdf', f'{name}.urdf').read_text(), f'regenerate urdf/{name}.urdf'
 

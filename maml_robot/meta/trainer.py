@@ -306,7 +306,7 @@ class Trainer:
             from maml_robot.observation import observation_layout
             return {'joint_names': tuple(sc.joint_names),
                     'observation_layout': tuple(observation_layout(sc)),
-                    'action_scale': tuple(float(x) for x in sc.effort_limits),
+                    'action_scale': tuple(float(x) for x in sc.action_scale),
                     'control_period': float(sc.control_period), 'scenario': sc.to_dict()}
         cfg = self.policy.config  # a custom env: generic names, its action bounds
         high = self.task_env.action_space.high

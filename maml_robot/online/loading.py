@@ -120,6 +120,6 @@ def fresh_checkpoint(scenario, seed: int = 0, hidden_sizes=(64, 64)):
                       obs_mean=policy.obs_mean, obs_std=policy.obs_std,
                       joint_names=tuple(scenario.joint_names),
                       observation_layout=tuple(observation_layout(scenario)),
-                      action_scale=tuple(float(x) for x in scenario.effort_limits),
+                      action_scale=tuple(float(x) for x in scenario.action_scale),
                       control_period=float(scenario.control_period),
                       scenario=scenario.to_dict(), training={'fresh_init_seed': seed})

@@ -37,6 +37,30 @@ def _quiet_stdout():
         os.close(devnull)
 
 
+class _PositionLoop:
+    """A joint PD loop in plain floats (it runs every physics step): the Actuation's law."""
+
+    def __init__(self, actuation):
+        self.default = actuation.default_position.tolist()
+        self.scale = actuation.action_scale.tolist()
+        self.limits = actuation.position_limits.tolist()
+        self.gains = list(zip(actuation.kp.tolist(), actuation.kd.tolist(),
+                              actuation.effort_limit.tolist()))
+
+    def target(self, action):
+        """Return the position target of a clipped normalized action (Actuation.command)."""
+        return [min(max(d + a * s, lo), hi) for d, a, s, (lo, hi) in
+                zip(self.default, action, self.scale, self.limits)]
+
+    def effort(self, target, q, qd):
+        """Return kp (target - q) - kd qd per joint, clamped to the effort limit."""
+        out = []
+        for t, p, v, (kp, kd, limit) in zip(target, q, qd, self.gains):
+            e = kp * (t - p) - kd * v
+            out.append(-limit if e < -limit else (limit if e > limit else e))
+        return out
+
+
 class World:
     """
     One robot of a scenario in its own PyBullet client (several worlds never interfere).
@@ -63,6 +87,8 @@ class World:
                 str(sc.urdf_path), basePosition=sc.base_position, useFixedBase=sc.base_fixed,
                 flags=pybullet.URDF_USE_INERTIA_FROM_FILE, physicsClientId=cid)
         self._index_joints()
+        self._pd = _PositionLoop(sc.actuation) if sc.actuation.is_position else None
+        self._target = sc.actuation.default_position.tolist()
         self._nominal = self._read_nominal_dynamics()
         self._needs_base = bool(set(sc.observation) & set(_BASE_TERMS)) or bool(
             sc.termination) or 'forward_velocity' in sc.reward
@@ -104,7 +130,8 @@ class World:
                                     physicsClientId=cid)
         self._base_index = self._link_index[sc.base_link]
         self._payload_index = (self._link_index[sc.payload_link] if sc.payload_link else None)
-        self._effort = sc.effort_limits.astype(float)
+        # torque mode: effort = action * action_scale (<= the effort limit, checked at load)
+        self._effort = sc.action_scale.astype(float)
 
     def _read_nominal_dynamics(self):
         cid, body = self._cid, self._body
@@ -137,10 +164,12 @@ class World:
                                     physicsClientId=cid)
         j = len(self._joints)
         alive = np.array([0.0 if n in task.dead_joints else 1.0 for n in sc.joint_names])
-        # effort = action * gain: effort limit x strength x direction (0 for a dead joint)
-        gain = (self._effort * task.joint_array('motor_strength', j)
-                * task.joint_array('motor_direction', j) * alive)
-        self._gain_list = gain.tolist()
+        # the motor: strength x direction (0 for a dead joint) on top of the commanded effort
+        motor = task.joint_array('motor_strength', j) * task.joint_array('motor_direction', j) \
+            * alive
+        self._motor_list = motor.tolist()
+        # torque mode: effort = action * gain, gain = action scale x motor
+        self._gain_list = (self._effort * motor).tolist()
         # measured = true + offset: calibration offsets on positions, none on velocities
         self._sensor_offset = np.concatenate([task.joint_array('calibration_offset', j),
                                               np.zeros(j)])  # (2J,)
@@ -177,6 +206,7 @@ class World:
         self._latency = [[0.0] * j for _ in self._latency]
         self._latency_pos = 0
         self._torque = [0.0] * j
+        self._target = self.scenario.actuation.default_position.tolist()
         self._read()
 
     def set_goal(self, xyz):
@@ -210,17 +240,39 @@ class World:
             buf[self._latency_pos] = clipped
             self._latency_pos = (self._latency_pos + 1) % len(buf)
             delayed = buf[self._latency_pos]  # the oldest command
-        self._torque = list(map(operator.mul, delayed, self._gain_list))
+        if self._pd is None:
+            self._torque = list(map(operator.mul, delayed, self._gain_list))
+        else:
+            self._target = self._pd.target(delayed)
         return clipped
 
     def step(self):
-        """Advance the physics by one control period (frame_skip steps) under the torques."""
+        """Advance the physics by one control period (frame_skip steps) under the commands."""
+        if self._pd is not None:
+            self._step_position()
+            return
         cid, body, joints, torque = self._cid, self._body, self._joints, self._torque
         command, physics_step = pybullet.setJointMotorControlArray, pybullet.stepSimulation
         mode = pybullet.TORQUE_CONTROL
         for _ in range(self.scenario.frame_skip):
             # Bullet clears joint torques after every physics step: re-apply them each time.
             command(body, joints, mode, forces=torque, physicsClientId=cid)
+            physics_step(physicsClientId=cid)
+        self._read()
+
+    def _step_position(self):
+        """Position mode: the PD loop runs at the physics rate, as motor drivers do."""
+        cid, body, joints = self._cid, self._body, self._joints
+        read, command = pybullet.getJointStates, pybullet.setJointMotorControlArray
+        physics_step, mode = pybullet.stepSimulation, pybullet.TORQUE_CONTROL
+        pd, target, motor = self._pd, self._target, self._motor_list
+        offset = self._offset_list   # the driver sees the encoder: calibration offsets included
+        for _ in range(self.scenario.frame_skip):
+            states = read(body, joints, physicsClientId=cid)
+            effort = pd.effort(target, [s[0] + o for s, o in zip(states, offset)],
+                               [s[1] for s in states])
+            self._torque = list(map(operator.mul, effort, motor))
+            command(body, joints, mode, forces=self._torque, physicsClientId=cid)
             physics_step(physicsClientId=cid)
         self._read()
 

@@ -1,0 +1,116 @@
+"""
+How a normalized action becomes a joint command, and what holds a robot safely: one per mode.
+
+The simulator and the ROS adapter both use this, so the robot sees in deployment exactly what it
+saw in training. Nothing here knows about PyBullet, torch or ROS.
+
+- ``torque``: the command is an effort, ``action * action_scale`` (N·m, N for prismatic joints),
+  within the effort limit. The safe hold is zero effort (a robot that stays up unpowered).
+- ``position``: the command is a joint position target, ``default_position + action *
+  action_scale`` (the legged-robot convention), within the joint's position limits. A PD loop at
+  the physics rate (on a real robot: the motor drivers or ros2_control's controller) turns it
+  into ``kp * (target - q) - kd * qd``, clamped to the effort limit. The safe hold is a pose:
+  the default pose, or the last commanded one (``hold: last``); never a collapse.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+MODES = ('torque', 'position')
+HOLDS = {'torque': ('zero',), 'position': ('default', 'last')}
+
+
+@dataclass(frozen=True, eq=False)
+class Actuation:
+    """
+    The actuator contract of one robot, arrays in scenario joint order.
+
+    :param mode: 'torque' or 'position'.
+    :param action_scale: (J,) command per unit of normalized action (N·m, or rad / m).
+    :param effort_limit: (J,) largest effort the actuator applies.
+    :param position_limits: (J, 2) lower, upper joint positions (±inf for continuous joints).
+    :param default_position: (J,) position mode: the target of a zero action.
+    :param kp: (J,) position mode: stiffness of the PD loop (N·m / rad).
+    :param kd: (J,) position mode: damping of the PD loop (N·m·s / rad).
+    :param hold: the safe command: 'zero' (torque), 'default' or 'last' (position).
+    """
+
+    mode: str
+    action_scale: np.ndarray
+    effort_limit: np.ndarray
+    position_limits: np.ndarray
+    default_position: np.ndarray
+    kp: np.ndarray
+    kd: np.ndarray
+    hold: str
+
+    def __post_init__(self):
+        """Check the mode, the hold and the array sizes; the message says what to change."""
+        if self.mode not in MODES:
+            raise ValueError(f'control mode must be one of {MODES}, got {self.mode!r}')
+        if self.hold not in HOLDS[self.mode]:
+            raise ValueError(f'hold for {self.mode} control must be one of '
+                             f'{HOLDS[self.mode]}, got {self.hold!r}')
+        j = len(self.action_scale)
+        for name in ('effort_limit', 'default_position', 'kp', 'kd'):
+            if np.shape(getattr(self, name)) != (j,):
+                raise ValueError(f'actuation {name} must have {j} entries (one per joint), '
+                                 f'got shape {np.shape(getattr(self, name))}')
+        if np.shape(self.position_limits) != (j, 2):
+            raise ValueError(f'actuation position_limits must be ({j}, 2), '
+                             f'got {np.shape(self.position_limits)}')
+
+    @property
+    def is_position(self) -> bool:
+        """Return True when commands are joint position targets."""
+        return self.mode == 'position'
+
+    def command(self, action) -> np.ndarray:
+        """Return the joint command of a normalized action (both (J,)), within the limits."""
+        a = np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
+        if self.is_position:
+            lo, hi = self.position_limits[:, 0], self.position_limits[:, 1]
+            return np.clip(self.default_position + a * self.action_scale, lo, hi)
+        return np.clip(a * self.action_scale, -self.effort_limit, self.effort_limit)
+
+    def hold_command(self, last=None) -> np.ndarray:
+        """
+        Return the safe command (J,): zero effort, the default pose or ``last`` safe pose.
+
+        ``last`` is the last command actually sent (None before any); ``hold: last`` falls back
+        to the default pose without one, or when it is not finite.
+        """
+        if not self.is_position:
+            return np.zeros(len(self.action_scale))
+        if self.hold == 'last' and last is not None and np.all(np.isfinite(last)):
+            return self.clip_command(last)
+        return self.clip_command(self.default_position)
+
+    def clip_command(self, command) -> np.ndarray:
+        """Return ``command`` (J,) within the effort or position limits."""
+        c = np.asarray(command, dtype=np.float64)
+        if self.is_position:
+            return np.clip(c, self.position_limits[:, 0], self.position_limits[:, 1])
+        return np.clip(c, -self.effort_limit, self.effort_limit)
+
+    def pd_effort(self, target, position, velocity) -> np.ndarray:
+        """Return the PD loop's effort (J,) toward ``target``, clamped to the effort limit."""
+        effort = self.kp * (np.asarray(target) - position) - self.kd * np.asarray(velocity)
+        return np.clip(effort, -self.effort_limit, self.effort_limit)
+
+    def to_dict(self) -> dict:
+        """Return a JSON-able dict (``from_dict`` rebuilds it)."""
+        return {'mode': self.mode, 'hold': self.hold,
+                'action_scale': self.action_scale.tolist(),
+                'effort_limit': self.effort_limit.tolist(),
+                'position_limits': [[float(v) for v in row] for row in self.position_limits],
+                'default_position': self.default_position.tolist(),
+                'kp': self.kp.tolist(), 'kd': self.kd.tolist()}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> 'Actuation':
+        """Rebuild from ``to_dict()``."""
+        arrays = {k: np.asarray(data[k], dtype=np.float64) for k in (
+            'action_scale', 'effort_limit', 'position_limits', 'default_position', 'kp', 'kd')}
+        return cls(mode=data['mode'], hold=data['hold'], **arrays)

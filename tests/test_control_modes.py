@@ -1,0 +1,163 @@
+"""Control modes: torque and position (PD at the physics rate), the actuator law, safe holds."""
+
+import dataclasses
+from pathlib import Path
+
+from maml_robot.actuation import Actuation
+from maml_robot.dynamics import sample_tasks, Task
+from maml_robot.observation import is_terminated
+from maml_robot.scenario import build_scenario, load_scenario, ScenarioError
+from maml_robot.sim.world import World
+import numpy as np
+import pytest
+import yaml
+
+A1 = 'a1_walk'
+
+
+def _source(name):
+    return yaml.safe_load(Path(load_scenario(name).path).read_text())
+
+
+def _build(data, tmp_path, name='s.yaml'):
+    return build_scenario(data, tmp_path / name)
+
+
+def _reacher_position(tmp_path, **control):
+    data = _source('reacher')
+    data['control'] = {'mode': 'position', 'rate_hz': 25, 'action_scale': 0.5, 'kp': 0.5,
+                       'kd': 0.02, **control}
+    return _build(data, tmp_path)
+
+
+def _zero_action_episode(world, rng_seed=0):
+    """Run one episode of zero actions; return (steps survived, final trunk height)."""
+    sc = world.scenario
+    world.reset(np.random.default_rng(rng_seed))
+    for step in range(sc.episode_steps):
+        world.apply_action(np.zeros(sc.act_dim))
+        world.step()
+        state = world.true_state()
+        if is_terminated(sc, state):
+            return step + 1, float(state.base_position[2])
+    return sc.episode_steps, float(state.base_position[2])
+
+
+def test_actuation_commands_and_holds_per_mode():
+    j = 2
+    common = {'action_scale': np.array([0.5, 2.0]), 'effort_limit': np.array([1.0, 3.0]),
+              'position_limits': np.array([[-1.0, 1.0], [-np.inf, np.inf]]),
+              'default_position': np.array([0.2, -0.3]), 'kp': np.array([10.0, 5.0]),
+              'kd': np.array([1.0, 0.5])}
+    pos = Actuation(mode='position', hold='default', **common)
+    # q_target = default + clip(action) * scale, within the position limits
+    np.testing.assert_allclose(pos.command([1.0, -0.5]), [0.7, -1.3])
+    np.testing.assert_allclose(pos.command([5.0, 0.0]), [0.7, -0.3])   # action clipped to 1
+    pos_narrow = dataclasses.replace(pos, action_scale=np.array([2.0, 1.0]))
+    np.testing.assert_allclose(pos_narrow.command([1.0, 0.0]), [1.0, -0.3])  # upper limit
+    np.testing.assert_allclose(pos.hold_command(last=[0.5, 0.5]), [0.2, -0.3])  # default pose
+    last = dataclasses.replace(pos, hold='last')
+    np.testing.assert_allclose(last.hold_command(last=[0.5, 9.0]), [0.5, 9.0])
+    np.testing.assert_allclose(last.hold_command(last=[3.0, 0.0]), [1.0, 0.0])  # clipped
+    np.testing.assert_allclose(last.hold_command(last=None), [0.2, -0.3])
+    np.testing.assert_allclose(last.hold_command(last=[np.nan, 0.0]), [0.2, -0.3])
+    # PD: kp (target - q) - kd qd, clamped to the effort limit
+    np.testing.assert_allclose(pos.pd_effort([0.2, 0.0], [0.1, 0.0], [0.5, 1.0]),
+                               [10 * 0.1 - 0.5, -0.5])
+    np.testing.assert_allclose(pos.pd_effort([1.0, 0.0], [0.0, 2.0], [0.0, 0.0]), [1.0, -3.0])
+    torque = Actuation(mode='torque', hold='zero', **common)
+    np.testing.assert_allclose(torque.command([1.0, -0.5]), [0.5, -1.0])
+    np.testing.assert_allclose(torque.hold_command(last=[0.3, 0.3]), np.zeros(j))
+    again = Actuation.from_dict(pos.to_dict())
+    np.testing.assert_array_equal(again.position_limits, pos.position_limits)
+    assert again.mode == 'position' and again.hold == 'default'
+    with pytest.raises(ValueError, match="hold for torque control must be one of \\('zero',\\)"):
+        dataclasses.replace(torque, hold='default')
+    with pytest.raises(ValueError, match='control mode must be one of'):
+        dataclasses.replace(torque, mode='velocity')
+
+
+def test_a1_position_mode_stands_with_zero_action_on_every_test_task():
+    sc = load_scenario(A1)
+    assert sc.control_mode == 'position' and sc.act_dim == 12
+    world = World(sc)
+    try:
+        tasks = [Task.nominal(sc)] + sample_tasks(sc, None, 'test')
+        assert len(tasks) == 41
+        for i, task in enumerate(tasks):
+            world.set_task(task)
+            steps, height = _zero_action_episode(world, i)
+            assert steps == sc.episode_steps, f'task {i} ({task.describe(sc)}) fell'
+            assert height > 0.22, f'task {i}: trunk at {height:.3f} m'
+    finally:
+        world.close()
+
+
+def test_a1_torque_mode_with_zero_action_falls(tmp_path):
+    # the same robot commanded in torque mode: a zero action is zero effort, and it collapses
+    data = _source(A1)
+    data['control'] = {'mode': 'torque', 'rate_hz': 50}
+    sc = _build(data, tmp_path)
+    world = World(sc)
+    try:
+        steps, height = _zero_action_episode(world)
+    finally:
+        world.close()
+    assert steps < sc.episode_steps // 2, f'stood {steps} steps at {height:.3f} m'
+
+
+def test_position_mode_tracks_target_with_offset_and_dead_joint(tmp_path):
+    sc = _reacher_position(tmp_path)
+    world = World(sc)
+    try:
+        target_action = np.array([0.6, -0.4])            # targets 0.3 and -0.2 rad
+        for task, expect in (
+                (Task.nominal(sc), [0.3, -0.2]),
+                # the driver sees the encoder: the true pose settles at target - offset
+                (dataclasses.replace(Task.nominal(sc), calibration_offset=(0.1, -0.05)),
+                 [0.2, -0.15])):
+            world.set_task(task)
+            world.reset(np.random.default_rng(1))
+            for _ in range(100):
+                world.apply_action(target_action)
+                world.step()
+            np.testing.assert_allclose(world.true_state().joint_position, expect, atol=0.01)
+        dead = dataclasses.replace(Task.nominal(sc), dead_joints=('elbow_joint',))
+        world.set_task(dead)
+        world.reset(np.random.default_rng(1))
+        world.apply_action(target_action)
+        world.step()
+        assert world._torque[0] == 0.0 and world._torque[1] != 0.0
+    finally:
+        world.close()
+
+
+def test_torque_mode_per_joint_action_scale(tmp_path):
+    data = _source('reacher')
+    data['control']['action_scale'] = {'elbow_joint': 0.05}
+    sc = _build(data, tmp_path)
+    np.testing.assert_allclose(sc.action_scale, [0.05, 0.1])    # shoulder keeps the URDF 0.1
+    world = World(sc)
+    try:
+        world.apply_action(np.array([1.0, 1.0]))
+        np.testing.assert_allclose(world._torque, [0.05, 0.1])
+    finally:
+        world.close()
+    assert load_scenario('reacher').actuation.hold == 'zero'
+
+
+@pytest.mark.parametrize('control,key', [
+    ({'mode': 'position', 'rate_hz': 25, 'action_scale': 0.5}, 'control.kp'),
+    ({'mode': 'position', 'rate_hz': 25, 'action_scale': 0.5, 'kp': -1.0}, 'control.kp'),
+    ({'mode': 'torque', 'rate_hz': 25, 'kp': 1.0}, 'control.kp'),
+    ({'mode': 'torque', 'rate_hz': 25, 'hold': 'last'}, 'control.hold'),
+    ({'mode': 'position', 'rate_hz': 25, 'action_scale': 0.5, 'kp': 1.0,
+      'default_joint_position': {'elbow_joint': 3.0}}, 'control.default_joint_position'),
+    ({'mode': 'torque', 'rate_hz': 25, 'action_scale': 1.0}, 'control.action_scale'),
+])
+def test_bad_control_sections_name_the_key(tmp_path, control, key):
+    data = _source('reacher')
+    data['control'] = control
+    with pytest.raises(ScenarioError) as info:
+        _build(data, tmp_path)
+    assert info.value.key == key, str(info.value)
