@@ -94,6 +94,13 @@ class Actuation:
             return np.clip(c, self.position_limits[:, 0], self.position_limits[:, 1])
         return np.clip(c, -self.effort_limit, self.effort_limit)
 
+    def normalized(self, command) -> np.ndarray:
+        """Return the normalized action (J,) that ``command`` (J,) stands for (the inverse)."""
+        c = np.asarray(command, dtype=np.float64)
+        if self.is_position:
+            return (c - self.default_position) / self.action_scale
+        return c / self.action_scale
+
     def pd_effort(self, target, position, velocity) -> np.ndarray:
         """Return the PD loop's effort (J,) toward ``target``, clamped to the effort limit."""
         effort = self.kp * (np.asarray(target) - position) - self.kd * np.asarray(velocity)
@@ -107,6 +114,16 @@ class Actuation:
                 'position_limits': [[float(v) for v in row] for row in self.position_limits],
                 'default_position': self.default_position.tolist(),
                 'kp': self.kp.tolist(), 'kd': self.kd.tolist()}
+
+    @classmethod
+    def torque(cls, action_scale) -> 'Actuation':
+        """Return torque actuation with effort limit = ``action_scale`` (older checkpoints)."""
+        scale = np.asarray(action_scale, dtype=np.float64)
+        zeros = np.zeros(len(scale))
+        limits = np.tile([-np.inf, np.inf], (len(scale), 1))
+        return cls(mode='torque', action_scale=scale, effort_limit=scale.copy(),
+                   position_limits=limits, default_position=zeros, kp=zeros, kd=zeros,
+                   hold='zero')
 
     @classmethod
     def from_dict(cls, data: dict) -> 'Actuation':

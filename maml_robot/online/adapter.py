@@ -5,6 +5,7 @@ import threading
 import time
 from typing import Callable, Optional
 
+from maml_robot.actuation import Actuation
 from maml_robot.online.config import (AdapterSpec, Command, MODE_BAD_ACTION, MODE_BAD_OBS,
                                       MODE_ESTOP, MODE_FADE, MODE_POLICY, MODE_RAMP,
                                       MODE_STALE, OnlineConfig)
@@ -79,7 +80,9 @@ class OnlineAdapter:
                 raise ValueError('persisted parameters do not match the checkpoint or are not '
                                  'finite; delete the persist file to start from the meta-policy')
             start = _detach(initial_params)
-        self._scale = np.asarray(spec.action_scale, dtype=np.float64)
+        self._actuation = spec.actuation or Actuation.torque(spec.action_scale)
+        self._terminated = spec.terminated
+        self._last_command = None    # the last command sent: a 'hold: last' pose holds it
         self.episode_steps = int(config.episode_steps or spec.episode_steps)
         self._min_steps = int(config.min_episode_steps or max(1, self.episode_steps // 2))
         self._lock = threading.Lock()
@@ -99,6 +102,7 @@ class OnlineAdapter:
                       'last_update_time': math.nan, 'last_update_seconds': math.nan,
                       'resumed': initial_params is not None}
         self.episode_returns = []    # (return, adaptations) per finished episode, in order
+        self.episode_lengths = []    # control steps of each of those episodes
         self._reset_motion()
 
     # ----------------------------------------------------------------------- control path
@@ -137,8 +141,11 @@ class OnlineAdapter:
         if self.config.rate_limit > 0:
             step = self.config.rate_limit
             action = np.clip(action, self._last_action - step, self._last_action + step)
+        command = self._actuation.command(action)
+        if weight < 1.0:   # ramp and fade: from the safe hold toward the policy's command
+            command = self._ramp_start + weight * (command - self._ramp_start)
         action = weight * action
-        if not np.all(np.isfinite(action)):
+        if not np.all(np.isfinite(action)) or not np.all(np.isfinite(command)):
             self._log(f'policy produced a non-finite action {action}; holding')
             return self._hold(MODE_BAD_ACTION)
         self._tick += 1
@@ -146,20 +153,27 @@ class OnlineAdapter:
         record = mode == MODE_POLICY and explore
         self._pending = (obs, raw, log_prob, state, action, version) if record else None
         self._prev_state = state
-        effort = np.clip(action * self._scale, -self._scale, self._scale)
-        return Command(effort=effort, action=action, mode=mode)
+        self._last_command = command
+        return Command(effort=command, action=action, mode=mode)
 
     def hold_command(self) -> np.ndarray:
-        """Return the safe command (zero effort in checkpoint joint order)."""
-        return np.zeros(len(self.spec.joint_names))
+        """
+        Return the safe command in checkpoint joint order, per control mode.
+
+        Torque: zero effort. Position: the default pose, or (``hold: last``) the last pose
+        commanded — a legged robot stays standing, an arm stays where it is.
+        """
+        return self._actuation.hold_command(self._last_command)
 
     def _hold(self, mode):
         """Publish the hold command and break the running episode (and the ramp-in)."""
         self._reset_motion()
-        zero = self.hold_command()
-        return Command(effort=zero, action=zero.copy(), mode=mode)
+        hold = self.hold_command()
+        self._last_command = hold
+        return Command(effort=hold, action=np.zeros(len(hold)), mode=mode)
 
     def _reset_motion(self):
+        self._ramp_start = self.hold_command()   # the ramp-in starts from the safe hold
         self._tick = 0
         self._last_action = np.zeros(len(self.spec.joint_names))
         self._pending = None
@@ -201,14 +215,22 @@ class OnlineAdapter:
             self._episode = []
             return
         self._episode.append((obs, raw, log_prob, reward, version))
-        if len(self._episode) >= self.episode_steps:
+        if self._terminated is not None and self._terminated(state):
+            self.end_episode(terminal=True)     # a fall ends the episode, as in training
+        elif len(self._episode) >= self.episode_steps:
             self.end_episode()
 
-    def end_episode(self):
-        """End the running episode now (a reset signal); short episodes are not learned from."""
+    def end_episode(self, terminal: bool = False):
+        """
+        End the running episode now.
+
+        A reset signal (``terminal=False``) cuts it: episodes shorter than min_episode_steps are
+        not learned from. A terminal state (a fall) ends it as training does: learned from at
+        any length.
+        """
         self._pending = None
         episode, self._episode = self._episode, []
-        if len(episode) < self._min_steps:
+        if not episode or (len(episode) < self._min_steps and not terminal):
             return
         ret = float(sum(step[3] for step in episode))
         versions = {step[4] for step in episode}
@@ -216,6 +238,7 @@ class OnlineAdapter:
             self.stats['episodes'] += 1
             self.stats['last_return'] = ret
             self.episode_returns.append((ret, self.stats['adaptations']))
+            self.episode_lengths.append(len(episode))
             if versions != {self._version}:
                 return          # parameters changed mid-episode: not evidence for either
             self._batch.append(episode)

@@ -4,6 +4,7 @@ from dataclasses import dataclass
 import math
 from typing import Callable, Optional
 
+from maml_robot.actuation import Actuation
 import numpy as np
 
 
@@ -104,12 +105,18 @@ class AdapterSpec:
     """Seconds per control step in training (0 if unknown)."""
     needs: tuple = ()
     """Extra RobotState sources the observation needs: 'goal' and/or 'odom'."""
+    actuation: Optional[Actuation] = None
+    """How actions become commands (effort or position target) and the safe hold; None:
+    torque control with ``action_scale`` as the effort limit."""
+    terminated: Optional[Callable] = None
+    """terminated(state) -> bool: the episode ends here, as in training (e.g. a fall)."""
 
 
 @dataclass
 class Command:
     """One control step's output."""
 
-    effort: np.ndarray      # (J,) efforts to publish, finite and within +-action_scale
+    effort: np.ndarray      # (J,) the joint command to publish: efforts (torque mode) or
+    #                         position targets (position mode), finite and within the limits
     action: np.ndarray      # (J,) normalized action after clamp, rate limit and fade
     mode: str               # MODE_* above

@@ -45,7 +45,7 @@ def scenario_of(ckpt):
 
 def spec_from_checkpoint(ckpt, scenario) -> AdapterSpec:
     """Return the deployment contract of a checkpoint, observing as training did."""
-    from maml_robot.observation import build_observation, compute_reward
+    from maml_robot.observation import build_observation, compute_reward, is_terminated
     if tuple(ckpt.joint_names) != tuple(scenario.joint_names):
         raise ValueError(f'checkpoint joints {list(ckpt.joint_names)} differ from scenario '
                          f'{scenario.name!r} joints {list(scenario.joint_names)}')
@@ -61,7 +61,10 @@ def spec_from_checkpoint(ckpt, scenario) -> AdapterSpec:
         reward=lambda state, action, nxt: compute_reward(scenario, state, action, nxt),
         inner_lr=ckpt.inner_step_size(),
         inner_kwargs=ckpt.inner_config().advantage_kwargs(),
-        control_period=float(ckpt.control_period), needs=needs)
+        control_period=float(ckpt.control_period), needs=needs,
+        actuation=scenario.actuation,
+        terminated=(lambda state: is_terminated(scenario, state)) if scenario.termination
+        else None)
 
 
 def _saver(path, ckpt, fingerprint):

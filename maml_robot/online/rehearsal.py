@@ -32,7 +32,10 @@ def run_in_process(adapter, world, episodes, rng):
                               reward=None if start else reward)
             world.apply_action(cmd.action)
             world.step()
-            reward = adapter.spec.reward(before, cmd.action, world.true_state())
+            after = world.true_state()
+            reward = adapter.spec.reward(before, cmd.action, after)
             start = False
+            if adapter.spec.terminated is not None and adapter.spec.terminated(after):
+                break     # a fall ends the episode, as in training and in the sim node
         adapter.act(world.measured_state(), 0.0, reward=reward)
     return list(adapter.episode_returns)

@@ -311,11 +311,12 @@ class AdapterNode(LifecycleNode):
         returns = self.adapter.episode_returns
         while self._published_episodes < len(returns):
             ret, adaptations = returns[self._published_episodes]
+            steps = self.adapter.episode_lengths[self._published_episodes]
             self._published_episodes += 1
             self.episode_pub.publish(Float64MultiArray(
-                data=[float(self._published_episodes), ret, float(adaptations)]))
+                data=[float(self._published_episodes), ret, float(adaptations), float(steps)]))
             self.get_logger().info(f'episode {self._published_episodes}: return {ret:.3f} '
-                                   f'after {adaptations} adaptations')
+                                   f'after {adaptations} adaptations, {steps} steps')
 
     def _publish_diagnostics(self):
         stats = dict(self.adapter.stats)

@@ -29,8 +29,10 @@ PARAMETERS = (
     Param('seed', 0, 'seed of initial poses, goals and sensor noise', 0, 2 ** 31 - 1),
     Param('real_time_factor', 1.0, 'sim seconds per wall second', 0.01, 1000.0),
     Param('command_topic', '/forward_effort_controller/commands',
-          'std_msgs/Float64MultiArray efforts in scenario joint order'),
-    Param('command_timeout', 0.1, 'sim seconds without commands before holding zero effort',
+          'std_msgs/Float64MultiArray efforts (torque mode) or position targets (position '
+          'mode) in scenario joint order'),
+    Param('command_timeout', 0.1, 'sim seconds without commands before holding (zero effort, '
+          'or the safe pose in position mode)',
           0.0, 60.0),
     Param('episode_steps', 0, 'control steps per episode; 0 = the scenario', 0, 1000000),
     Param('auto_reset', True, 'reset the robot (new goal) after each episode'),
@@ -55,7 +57,7 @@ class SimNode(Node):
         self.world = World(self.scenario, task=self.task)
         self.rng = np.random.default_rng(values['seed'])
         self.joint_names = tuple(self.scenario.joint_names)
-        self.limits = np.asarray(self.scenario.effort_limits, dtype=np.float64)
+        self.actuation = self.scenario.actuation   # efforts or position targets, per the mode
         self.period = float(self.scenario.control_period)
         self.episode_steps = values['episode_steps'] or int(self.scenario.episode_steps)
         self.publish_goal = self.scenario.goal_radius is not None
@@ -69,6 +71,7 @@ class SimNode(Node):
         self.rejected_commands = 0
         self._last_error = None
         self.holding = False
+        self._fallen = False         # the last tick ended in a fall: the next one resets
 
         self.clock_pub = self.create_publisher(Clock, '/clock', 10)
         self.joint_pub = self.create_publisher(JointState, 'joint_states', qos_profile_sensor_data)
@@ -117,17 +120,19 @@ class SimNode(Node):
         with self._lock:
             self._command, self._command_time = effort, self.sim_time
 
-    def _current_effort(self):
+    def _current_command(self):
+        """Return the joint command to apply: the latest fresh one, else the safe hold."""
         with self._lock:
-            effort, stamp = self._command, self._command_time
-        fresh = effort is not None and self.sim_time - stamp <= self.values['command_timeout']
+            command, stamp = self._command, self._command_time
+        fresh = command is not None and self.sim_time - stamp <= self.values['command_timeout']
         if not fresh:
-            if not self.holding and effort is not None:
-                self.get_logger().warning('commands stopped arriving: holding zero effort')
+            if not self.holding and command is not None:
+                what = ('the default pose' if self.actuation.is_position else 'zero effort')
+                self.get_logger().warning(f'commands stopped arriving: holding {what}')
             self.holding = True
-            return np.zeros(len(self.joint_names))
+            return self.actuation.hold_command(command)
         self.holding = False
-        return np.clip(effort, -self.limits, self.limits)
+        return self.actuation.clip_command(command)
 
     # ------------------------------------------------------------------------- stepping
     def _stamp(self):
@@ -139,25 +144,53 @@ class SimNode(Node):
     def _tick(self):
         if self.paused:
             return
-        effort = self._current_effort()
-        action = effort / self.limits                          # (J,) normalized
+        if self._fallen:
+            self._reset_tick()
+            return
+        command = self._current_command()
+        action = self.actuation.normalized(command)              # (J,) normalized
         before = self.world.true_state()
         self.world.apply_action(action)
         self.world.step()
         self.sim_time += self.period
         self.step_count += 1
-        from maml_robot.observation import compute_reward
-        reward = compute_reward(self.scenario, before, action, self.world.true_state())
+        from maml_robot.observation import compute_reward, is_terminated
+        after = self.world.true_state()
+        reward = compute_reward(self.scenario, before, action, after)
         self.reward_pub.publish(Float64(data=float(reward)))
-        if self.values['auto_reset'] and self.step_count >= self.episode_steps:
+        # an episode ends as in training: after episode_steps, or at once on a fall; the
+        # fallen state is published (the adapter ends its episode on it, as training does)
+        # and the reset takes the next tick
+        self._fallen = self.values['auto_reset'] and is_terminated(self.scenario, after)
+        if self.values['auto_reset'] and self.step_count >= self.episode_steps \
+                and not self._fallen:
+            self._end_episode('time limit')
             self._reset_world()      # the next episode's first state is this tick's state
         else:
-            self._publish_state(effort)
+            self._publish_state()
+            if self._fallen:     # announced now, a tick before the new episode's first state
+                self._end_episode('fell')
+                self.episode_pub.publish(Empty())
+        self._publish_clock()
+
+    def _reset_tick(self):
+        """Reset the fallen robot in a tick of its own: no physics step, reward 0, new state."""
+        self._fallen = False
+        self.sim_time += self.period
+        self.reward_pub.publish(Float64(data=0.0))
+        self._reset_world(announce=False)
+        self._publish_clock()
+
+    def _end_episode(self, why):
+        self.get_logger().info(f'episode {self.episode} ended after {self.step_count} steps '
+                               f'({why})')
+
+    def _publish_clock(self):
         clock = Clock()
         clock.clock = self._stamp()
         self.clock_pub.publish(clock)
 
-    def _publish_state(self, effort):
+    def _publish_state(self):
         """Publish one step's state: goal and odom first, joint_states last (see docs/ROS.md)."""
         stamp = self._stamp()
         measured = self.world.measured_state()
@@ -167,14 +200,16 @@ class SimNode(Node):
         if self.publish_odom:
             self.odom_pub.publish(conversions.odometry_msg(measured, frame, 'base_link', stamp))
         self.joint_pub.publish(conversions.joint_state_msg(
-            self.joint_names, measured.joint_position, measured.joint_velocity, effort, stamp))
+            self.joint_names, measured.joint_position, measured.joint_velocity,
+            self.world.applied_effort, stamp))
 
-    def _reset_world(self):
+    def _reset_world(self, announce=True):
         self.world.reset(self.rng)
         self.step_count = 0
         self.episode += 1
-        self.episode_pub.publish(Empty())
-        self._publish_state(np.zeros(len(self.joint_names)))
+        if announce:
+            self.episode_pub.publish(Empty())
+        self._publish_state()
 
     # ------------------------------------------------------------------------- services
     def _srv_reset(self, request, response):

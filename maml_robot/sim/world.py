@@ -327,6 +327,11 @@ class World:
         return RobotState(np.array(measured[:j]), np.array(measured[j:]), self._goal, pos, orn,
                           lin, ang)
 
+    @property
+    def applied_effort(self):
+        """Return the efforts (J,) the motors applied in the last physics step (0 at reset)."""
+        return np.array(self._torque)
+
     def link_position(self, name):
         """Return the world position (3,) of a URDF link's frame (for tests and tools)."""
         index = self._link_index[name]

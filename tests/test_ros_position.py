@@ -1,0 +1,220 @@
+"""A position-controlled legged robot (Unitree A1) over real DDS: targets, safe hold, falls."""
+
+import itertools
+import os
+import re
+import threading
+import time
+
+from maml_robot import online
+from maml_robot.checkpoint import save_checkpoint
+from maml_robot.ros.conversions import EPISODE_RETURN_QOS
+from maml_robot.ros.launcher import node_command, NodeProcesses
+from maml_robot.scenario import load_scenario
+from nav_msgs.msg import Odometry
+import numpy as np
+import pytest
+import rclpy
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Empty, Float64MultiArray
+
+pytestmark = [pytest.mark.ros, pytest.mark.slow]
+COMMAND = '/forward_position_controller/commands'
+_COUNTER = itertools.count()
+
+
+def domain_id():
+    """Return a ROS_DOMAIN_ID of this file's own range (test_ros_nodes.py uses 120-219)."""
+    return 20 + (os.getpid() * 7 + next(_COUNTER)) % 90
+
+
+@pytest.fixture(scope='module')
+def a1_checkpoint(tmp_path_factory):
+    path = tmp_path_factory.mktemp('a1') / 'a1_fresh.safetensors'
+    save_checkpoint(path, online.fresh_checkpoint(load_scenario('a1_walk'), seed=0))
+    return path
+
+
+class Relay:
+    """
+    Sits between the sim and the adapter: forwards the sim's state until cut; records.
+
+    The sim's episode_start, odom and joint_states of one tick are forwarded together, in the
+    sim's order, so the relay's own hop does not reorder what the adapter sees.
+    """
+
+    def __init__(self, domain):
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context, domain_id=domain)
+        node = self.node = rclpy.create_node('relay', context=self.context)
+        self.forward = True
+        self.heights, self.commands, self.returns = [], [], []
+        self.joints = node.create_publisher(JointState, 'joint_states', qos_profile_sensor_data)
+        self.odom = node.create_publisher(Odometry, 'odom', qos_profile_sensor_data)
+        node.create_subscription(JointState, 'sim/joint_states', self._on_joints,
+                                 qos_profile_sensor_data)
+        node.create_subscription(Odometry, 'sim/odom', self._on_odom, qos_profile_sensor_data)
+        self.episode_start = node.create_publisher(Empty, 'episode_start', 10)
+        self._reset_next = False
+        node.create_subscription(Empty, 'sim/episode_start', self._on_episode_start, 10)
+        node.create_subscription(Float64MultiArray, COMMAND,
+                                 lambda m: self.commands.append(list(m.data)), 10)
+        node.create_subscription(Float64MultiArray, '/adapter_node/episode_return',
+                                 lambda m: self.returns.append(list(m.data)),
+                                 EPISODE_RETURN_QOS)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(node)
+        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self.thread.start()
+
+    def _on_episode_start(self, msg):
+        self._reset_next = True
+
+    def _on_joints(self, msg):
+        self._pair('joints', msg)
+
+    def _on_odom(self, msg):
+        self.heights.append((time.monotonic(), msg.pose.pose.position.z))
+        self._pair('odom', msg)
+
+    def _pair(self, kind, msg):
+        """Forward a tick's odom, then its joint_states, once both (same stamp) are in."""
+        stamp = (msg.header.stamp.sec, msg.header.stamp.nanosec)
+        self._waiting = {k: m for k, m in getattr(self, '_waiting', {}).items()
+                         if (m.header.stamp.sec, m.header.stamp.nanosec) == stamp}
+        self._waiting[kind] = msg
+        if len(self._waiting) == 2 and self.forward:
+            if self._reset_next:      # the sim's order: episode_start, odom, joint_states
+                self._reset_next = False
+                self.episode_start.publish(Empty())
+            self.odom.publish(self._waiting.pop('odom'))
+            self.joints.publish(self._waiting.pop('joints'))
+
+    def close(self):
+        self.executor.shutdown()
+        self.node.destroy_node()
+        rclpy.shutdown(context=self.context)
+        self.thread.join(2.0)
+
+
+def _nodes(checkpoint, sim_overrides=None, adapter_overrides=None, relay=True):
+    remaps = {'joint_states': 'sim/joint_states', 'odom': 'sim/odom',
+              'episode_start': 'sim/episode_start'} if relay else None
+    sim = node_command('sim_node', overrides={
+        'scenario': 'a1_walk', 'command_topic': COMMAND, 'real_time_factor': 2.0,
+        **(sim_overrides or {})}, remaps=remaps)
+    adapter = node_command('adapter_node', overrides={
+        'checkpoint': str(checkpoint), 'command_topic': COMMAND, 'use_sim_time': True,
+        'ramp_in_steps': 0, 'fade_in_steps': 0, 'state_timeout': 0.1,
+        **(adapter_overrides or {})})
+    return sim, adapter
+
+
+def _wait(condition, seconds, procs):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and not condition():
+        time.sleep(0.05)
+        procs.check_alive()
+    return condition()
+
+
+def test_a1_position_targets_and_a_cut_state_stream_holds_it_standing(a1_checkpoint, tmp_path):
+    sc = load_scenario('a1_walk')
+    default = sc.actuation.default_position
+    domain = domain_id()
+    relay = Relay(domain)
+    sim, adapter = _nodes(a1_checkpoint, adapter_overrides={'adapt': False})
+    try:
+        with NodeProcesses(domain, log_dir=tmp_path) as procs:
+            procs.start('sim', sim)
+            procs.start('adapter', adapter)
+            assert _wait(lambda: len(relay.commands) >= 50, 60, procs), 'no commands'
+            cmds = np.array(relay.commands[-40:])
+            assert cmds.shape[1] == 12    # 12 position targets per tick, scenario order
+            # targets: default pose + action * 0.25 rad, never beyond it
+            assert np.all(np.abs(cmds - default) <= 0.25 + 1e-9)
+            relay.forward = False         # the state stream is cut; the sim keeps running
+            cut_at = time.monotonic()
+            time.sleep(3.0)
+            held = relay.commands[-20:]
+            np.testing.assert_allclose(held, np.tile(default, (len(held), 1)), atol=1e-12)
+            during = [h for t, h in relay.heights if t > cut_at + 0.5]
+            assert len(during) > 50 and min(during) > 0.22, 'the held A1 sagged or fell'
+            procs.check_alive()
+        log = (tmp_path / 'adapter.log').read_text()
+        assert 'holding: stale_state' in log
+    finally:
+        relay.close()
+
+
+def test_a_fall_ends_the_episode_on_both_sides(a1_checkpoint, tmp_path):
+    sc = load_scenario('a1_walk')
+    # every thigh and calf motor dead: the A1 collapses in ~9 steps, every episode
+    dead = [n for n in sc.joint_names if 'hip' not in n]
+    domain = domain_id()
+    relay = Relay(domain)
+    sim, adapter = _nodes(a1_checkpoint, sim_overrides={'task': str({'dead_joints': dead})},
+                          adapter_overrides={'adapt': True, 'rollouts_per_step': 1000},
+                          relay=False)    # sim and adapter talk directly, as deployed
+    try:
+        with NodeProcesses(domain, log_dir=tmp_path) as procs:
+            procs.start('sim', sim)
+            procs.start('adapter', adapter)
+            assert _wait(lambda: len(relay.returns) >= 6, 60, procs), relay.returns
+        sim_log = (tmp_path / 'sim.log').read_text()
+    finally:
+        relay.close()
+    fell = [int(n) for n in re.findall(r'ended after (\d+) steps \(fell\)', sim_log)]
+    adapter_steps = [int(r[3]) for r in relay.returns]
+    assert len(fell) >= 6 and max(fell) < sc.episode_steps
+    # the adapter ends each episode on a fallen state and learns from it (before, a fall cut
+    # the episode below min_episode_steps = 125 and it was dropped). Exact lengths over DDS
+    # vary by a tick or more under load (joint_states and odom of one tick are not matched
+    # by stamp yet); the exact comparison is test_in_process_episodes_end_on_a_fall.
+    assert len(adapter_steps) >= 6 and all(s < sc.episode_steps // 2 for s in adapter_steps)
+
+
+def test_in_process_episodes_end_on_a_fall_with_the_training_length(a1_checkpoint):
+    import dataclasses
+    from maml_robot.dynamics import Task
+    from maml_robot.envs.meta_env import MetaRobotEnv
+    from maml_robot.sim.world import World
+    sc = load_scenario('a1_walk')
+    task = dataclasses.replace(Task.nominal(sc), dead_joints=tuple(
+        n for n in sc.joint_names if 'hip' not in n))
+    config = online.OnlineConfig(synchronous=True, rollouts_per_step=1000,
+                                 ramp_in_steps=0, fade_in_steps=0)
+    adapter = online.load_adapter(a1_checkpoint, config)
+    world = World(sc, task=task)
+    steps = []
+    step = world.step
+
+    def counting_step():
+        steps[-1] += 1
+        step()
+    world.step = counting_step
+    reset = world.reset
+
+    def counting_reset(rng):
+        steps.append(0)
+        reset(rng)
+    world.reset = counting_reset
+    try:
+        online.run_in_process(adapter, world, 5, np.random.default_rng(0))
+    finally:
+        world.close()
+    assert adapter.episode_lengths == steps and max(steps) < sc.episode_steps
+    # training's env ends the episode on the same fall: same task, same length with the
+    # same actions (zero here: the dead legs fold the same way whatever the hips do)
+    env = MetaRobotEnv(sc, task=task)
+    env.reset(seed=0)
+    length = 0
+    while True:
+        length += 1
+        *_, terminated, truncated, _ = env.step(np.zeros(sc.act_dim, np.float32))
+        if terminated or truncated:
+            break
+    env.close()
+    assert terminated and abs(length - np.median(steps)) <= 1, (length, steps)
