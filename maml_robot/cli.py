@@ -15,11 +15,11 @@ COMMANDS = {
     'sim': 'maml_robot.commands.sim',
     'adapt': 'maml_robot.commands.adapt',
     'launch': 'maml_robot.commands.launch',
-    'bench': 'maml_robot.commands.bench',
 }
 
 
 def _available():
+    """Import every registered command module; a missing one is an error, never skipped."""
     found = {}
     for name, module_name in COMMANDS.items():
         try:
@@ -27,6 +27,9 @@ def _available():
         except ModuleNotFoundError as err:
             if err.name != module_name:  # a real missing dependency inside the module
                 raise
+            raise ImportError(f'command {name!r} is registered in maml_robot/cli.py COMMANDS '
+                              f'but its module {module_name} does not exist; add the module '
+                              f'or remove the entry') from err
     return found
 
 

@@ -1,6 +1,7 @@
 """Load a checkpoint (and persisted adapted parameters) into an OnlineAdapter."""
 
 import math
+from pathlib import Path
 
 from maml_robot.online.adapter import OnlineAdapter
 from maml_robot.online.config import AdapterSpec, OnlineConfig
@@ -9,19 +10,25 @@ import torch
 
 
 GOAL_TERMS = ('goal_position', 'fingertip_to_goal', 'goal_distance')
-SHIPPED_MODELS = ('reacher', 'cheetah', 'quadruped')
+MODELS_DIR = Path(__file__).resolve().parent.parent / 'models'
+SHIPPED_MODELS = tuple(sorted(p.stem for p in MODELS_DIR.glob('*.safetensors')))
+"""Names of the meta-policies shipped in maml_robot/models/ (one NAME.safetensors each)."""
 
 
 def resolve_checkpoint(name_or_path: str):
     """Return the file of a shipped model name (maml_robot/models/NAME.safetensors) or a path."""
-    from pathlib import Path
     text = str(name_or_path).strip()
     if not text:
         raise ValueError('no checkpoint given: set the checkpoint parameter to a .safetensors '
                          'file written by `maml-robot train`')
     if text in SHIPPED_MODELS:
-        return Path(__file__).resolve().parent.parent / 'models' / f'{text}.safetensors'
-    return Path(text).expanduser()
+        return MODELS_DIR / f'{text}.safetensors'
+    path = Path(text).expanduser()
+    if not path.exists() and path.suffix == '' and len(path.parts) == 1:
+        raise ValueError(f'{text!r} is neither a shipped model nor a file; shipped models: '
+                         f'{list(SHIPPED_MODELS)}, or pass the path of a .safetensors file '
+                         f'written by `maml-robot train`')
+    return path
 
 
 def params_fingerprint(params) -> str:
