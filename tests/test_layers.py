@@ -20,7 +20,8 @@ LAYERS = (
     # Each entry is a module or a package prefix; the longest matching prefix wins
     # ('maml_robot' itself names only the package's __init__).
     ('base', ('maml_robot', 'maml_robot.paths', 'maml_robot.urdf', 'maml_robot.stats',
-              'maml_robot.results', 'maml_robot.plots')),
+              'maml_robot.results', 'maml_robot.plots', 'maml_robot.actuation',
+              'maml_robot.kinematics')),
     ('scenario', ('maml_robot.scenario', 'maml_robot.dynamics', 'maml_robot.observation')),
     ('sim/env', ('maml_robot.sim', 'maml_robot.envs')),
     ('sampler backends', ('maml_robot.sampling',)),
