@@ -43,16 +43,18 @@ class EnvSource:
 
     @classmethod
     def from_scenario(cls, name_or_path):
-        """Build the source of a shipped scenario name or a scenario YAML path."""
+        """Build the source of a shipped scenario name, a scenario YAML path or a snapshot."""
         from maml_robot.sampler import ScenarioEnvFactory
         from maml_robot.scenario import load_scenario
 
         scenario = load_scenario(name_or_path)
         # What defines the robot and its tasks; file locations are left out on purpose, so a
         # cache copied to another machine still hits.
-        identity = {k: v for k, v in scenario.to_dict().items() if not k.endswith('path')}
+        identity = {k: v for k, v in scenario.to_dict().items()
+                    if not k.endswith(('path', 'sha256'))}
         snapshot = json.dumps(identity, sort_keys=True, default=str)
-        return cls(scenario.name, ScenarioEnvFactory(str(name_or_path)),
+        reference = name_or_path if isinstance(name_or_path, dict) else str(name_or_path)
+        return cls(scenario.name, ScenarioEnvFactory(reference),
                    int(scenario.episode_steps), hashlib.sha256(snapshot.encode()).hexdigest()[:10])
 
     def split_tasks(self, split, n=None, task_filter=None):

@@ -34,8 +34,8 @@ def resolve_device(device: str) -> torch.device:
 class ScenarioEnvFactory:
     """Builds the gymnasium env of a scenario inside a worker (picklable: holds only a name)."""
 
-    scenario: str
-    """A shipped scenario name or the path of a scenario YAML."""
+    scenario: object
+    """A shipped scenario name, the path of a scenario YAML or a snapshot dict."""
 
     def __call__(self):
         """Return a new ``MetaRobotEnv`` for the scenario."""

@@ -168,6 +168,29 @@ class Scenario:
         return scenario
 
 
+def checkpoint_reference(name, snapshot):
+    """
+    Return what a checkpoint's scenario loads from: a shipped name, else its snapshot.
+
+    Shipped scenarios load by name (the package's current YAML, as their baselines were
+    computed); a user's scenario from the snapshot the checkpoint carries, so ``eval``, ``adapt``
+    and ``launch`` need nothing but the checkpoint.
+    """
+    if name in SHIPPED or not (isinstance(snapshot, dict) and 'source' in snapshot):
+        if not name:
+            raise ValueError('the checkpoint records no scenario; pass --scenario')
+        return name
+    return snapshot
+
+
+def write_scenario_yaml(scenario, path):
+    """Write ``scenario``'s YAML with its resolved URDF path (for a node that reads files)."""
+    source = copy.deepcopy(scenario.source)
+    source['urdf'] = str(scenario.urdf_path)
+    Path(path).write_text(yaml.safe_dump(source, sort_keys=False))
+    return Path(path)
+
+
 def file_sha256(path):
     """Return the hex SHA-256 of a file's bytes (the URDF a scenario was built from)."""
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
@@ -251,9 +274,19 @@ def resolve(name_or_path):
 
 
 def load_scenario(name_or_path):
-    """Load a shipped scenario by name or a user's YAML by path; return a Scenario."""
+    """
+    Return the Scenario of a shipped name, a user's YAML path or a snapshot.
+
+    A snapshot is ``Scenario.to_dict()`` as a checkpoint stores it: the robot and tasks a policy
+    was trained on, usable where the scenario's file is not (another machine, another folder).
+    """
     if isinstance(name_or_path, Scenario):
         return name_or_path
+    if isinstance(name_or_path, dict):
+        if 'source' not in name_or_path:
+            raise ValueError('a scenario snapshot must come from Scenario.to_dict() (it has no '
+                             "'source'); pass a scenario name or YAML path instead")
+        return Scenario.from_dict(name_or_path)
     path = resolve(name_or_path)
     try:
         data = yaml.safe_load(path.read_text())

@@ -5,6 +5,7 @@ import math
 from pathlib import Path
 
 from maml_robot.paths import data_path
+from maml_robot.scenario import SHIPPED
 import yaml
 
 ALGORITHMS = ('promp', 'trpo', 'fomaml')
@@ -86,6 +87,10 @@ class TrainConfig:
     def __post_init__(self):
         for f in fields(self):
             setattr(self, f.name, _check(f.name, getattr(self, f.name)))
+        path = Path(self.scenario).expanduser()
+        if self.scenario not in SHIPPED and path.is_file():
+            # a user's scenario file: stored absolute, so --resume works from any directory
+            self.scenario = str(path.resolve())
 
     def to_dict(self) -> dict:
         """Return a YAML/JSON-able dict (``from_dict`` inverts it)."""

@@ -68,3 +68,52 @@ def test_snapshot_refuses_a_urdf_with_other_content(tmp_path):
     urdf.write_text(urdf.read_text().replace('<robot', '<!-- edited -->\n<robot', 1))
     with pytest.raises(ScenarioError, match='sha256.*other content'):
         Scenario.from_dict(snap)
+
+
+def _user_a1_checkpoint(tmp_path):
+    """Save a fresh checkpoint of a user's A1 scenario, then delete the scenario file."""
+    from maml_robot import online
+    from maml_robot.checkpoint import save_checkpoint
+    data = yaml.safe_load(Path(load_scenario('a1_walk').path).read_text())
+    data['name'] = 'my_a1'
+    data['dynamics']['splits']['test']['size'] = 2
+    yaml_path = tmp_path / 'robots' / 'my_a1.yaml'
+    yaml_path.parent.mkdir()
+    yaml_path.write_text(yaml.safe_dump(data))
+    ckpt = tmp_path / 'my_a1.safetensors'
+    save_checkpoint(ckpt, online.fresh_checkpoint(load_scenario(str(yaml_path)), seed=0))
+    shutil.rmtree(yaml_path.parent)
+    return ckpt
+
+
+def test_eval_needs_only_the_checkpoint_from_any_directory(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+    ckpt = _user_a1_checkpoint(tmp_path)
+    elsewhere = tmp_path / 'elsewhere'
+    elsewhere.mkdir()
+    out = subprocess.run(
+        [sys.executable, '-m', 'maml_robot.cli', 'eval', '--checkpoint', str(ckpt),
+         '--split', 'test', '--adapt-steps', '0', '--rollouts', '2', '--workers', '1',
+         '--json', 'r.json'], cwd=elsewhere, capture_output=True, text=True, timeout=300,
+        env={**os.environ, 'PYTHONPATH': str(Path(__file__).resolve().parent.parent)})
+    assert out.returncode == 0, out.stderr[-2000:]
+    report = json.loads((elsewhere / 'r.json').read_text())
+    assert report['meta']['scenario'] == 'my_a1' and report['meta']['tasks'] == 2
+
+
+def test_launch_gives_the_sim_the_checkpoints_own_robot(tmp_path):
+    import argparse
+    from maml_robot.commands.launch import COMMAND_TOPICS, sim_scenario
+    ckpt = _user_a1_checkpoint(tmp_path)
+    args = argparse.Namespace(checkpoint=str(ckpt), scenario=None)
+    reference, mode = sim_scenario(args, tmp_path)
+    assert mode == 'position'
+    assert COMMAND_TOPICS[mode] == '/forward_position_controller/commands'
+    sc = load_scenario(reference)      # a file the sim node reads, with the resolved URDF
+    assert sc.name == 'my_a1' and sc.act_dim == 12
+    assert sc.urdf_path == Path(pybullet_data.getDataPath(), 'a1/a1.urdf').resolve()
+    args = argparse.Namespace(checkpoint='reacher', scenario=None)
+    assert sim_scenario(args, tmp_path) == ('reacher', 'torque')

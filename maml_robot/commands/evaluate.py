@@ -133,11 +133,11 @@ def run(args):
     from maml_robot.evaluate import (check_compatible, evaluate_checkpoints, summarize,
                                      SummaryConfig)
     from maml_robot.results import Report
+    from maml_robot.scenario import checkpoint_reference
 
     torch.set_num_threads(max(1, args.torch_threads))
-    scenario = args.scenario or load_checkpoint(args.checkpoint[0]).scenario_name
-    if not scenario:
-        raise ValueError(f'{args.checkpoint[0]} records no scenario; pass --scenario')
+    first = load_checkpoint(args.checkpoint[0])
+    scenario = args.scenario or checkpoint_reference(first.scenario_name, first.scenario)
     baseline_results = load_baseline_results(args.baselines)
     source = EnvSource.from_scenario(scenario)
     for r in baseline_results:
@@ -148,7 +148,7 @@ def run(args):
     tasks, task_ids = source.split_tasks(args.split, args.tasks, args.task_filter)
     total = len(args.checkpoint) * len(args.seeds) * (args.adapt_steps + 1)
     with source.sampler(args.workers, device=args.device, max_envs=args.max_envs) as sampler, \
-            tqdm(total=total, desc=f'eval {scenario}/{args.split}', unit='step') as bar:
+            tqdm(total=total, desc=f'eval {source.name}/{args.split}', unit='step') as bar:
         maml = evaluate_checkpoints(args.checkpoint, source, tasks, task_ids, sampler,
                                     adapt_steps=args.adapt_steps, rollouts=args.rollouts,
                                     eval_seeds=args.seeds, split=args.split, progress=bar)

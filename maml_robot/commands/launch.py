@@ -1,5 +1,7 @@
 """``maml-robot launch``: sim_node + adapter_node, the pip user's sim_adapt.launch.py."""
 
+from pathlib import Path
+import tempfile
 import time
 
 from maml_robot.ros import launcher
@@ -7,22 +9,53 @@ from maml_robot.ros import launcher
 HELP = 'start sim_node and adapter_node together (like ros2 launch maml_robot sim_adapt)'
 
 
+COMMAND_TOPICS = {'torque': '/forward_effort_controller/commands',
+                  'position': '/forward_position_controller/commands'}
+"""Where a ros2_control forward_command_controller of each control mode listens."""
+
+
 def add_arguments(parser):
     """Add the options (the launch file's arguments)."""
     parser.add_argument('--checkpoint', default='reacher', help='meta-policy file or model name')
+    parser.add_argument('--scenario', default=None,
+                        help='robot and tasks of the sim (name or YAML; default: the '
+                        "checkpoint's own, from the snapshot it carries)")
     parser.add_argument('--task-split', default='test', help='nominal, train, test or ood')
     parser.add_argument('--task-index', type=int, default=0)
     parser.add_argument('--real-time-factor', type=float, default=1.0)
     parser.add_argument('--domain-id', type=int, default=None, help='ROS_DOMAIN_ID to use')
 
 
+def sim_scenario(args, folder):
+    """Return (scenario file or name for the sim node, control mode) for ``args``."""
+    from maml_robot.checkpoint import load_checkpoint
+    from maml_robot.online.loading import resolve_checkpoint
+    from maml_robot.scenario import checkpoint_reference, load_scenario, write_scenario_yaml
+    reference = args.scenario
+    if reference is None:
+        ckpt = load_checkpoint(resolve_checkpoint(args.checkpoint))
+        reference = checkpoint_reference(ckpt.scenario_name, ckpt.scenario)
+    scenario = load_scenario(reference)
+    if isinstance(reference, dict):   # the checkpoint's own robot: a file the sim can read
+        reference = str(write_scenario_yaml(scenario, Path(folder) / 'scenario.yaml'))
+    return reference, scenario.control_mode
+
+
 def run(args):
     """Run both nodes until Ctrl-C or until one exits."""
-    sim = launcher.node_command('sim_node', overrides={
-        'task_split': args.task_split, 'task_index': args.task_index,
-        'real_time_factor': args.real_time_factor})
-    adapter = launcher.node_command('adapter_node', overrides={
-        'checkpoint': args.checkpoint, 'reward_source': 'topic', 'use_sim_time': True})
+    with tempfile.TemporaryDirectory(prefix='maml_robot_launch_') as folder:
+        scenario, mode = sim_scenario(args, folder)
+        topic = COMMAND_TOPICS[mode]
+        sim = launcher.node_command('sim_node', overrides={
+            'scenario': scenario, 'command_topic': topic, 'task_split': args.task_split,
+            'task_index': args.task_index, 'real_time_factor': args.real_time_factor})
+        adapter = launcher.node_command('adapter_node', overrides={
+            'checkpoint': args.checkpoint, 'reward_source': 'topic', 'use_sim_time': True,
+            'command_topic': topic})
+        return _run_nodes(args, sim, adapter)
+
+
+def _run_nodes(args, sim, adapter):
     with launcher.NodeProcesses(args.domain_id) as procs:
         procs.start('sim_node', sim)
         procs.start('adapter_node', adapter)

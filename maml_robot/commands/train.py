@@ -10,14 +10,16 @@ import threading
 
 from maml_robot.sampler import SamplerError
 from maml_robot.sampling.ray_backend import add_backend_arguments, make_backend
-from maml_robot.train_config import load_train_config
+from maml_robot.train_config import default_config_path, load_train_config
 import torch
 
 HELP = 'meta-train a policy on a scenario (TensorBoard/CSV logs, checkpoints, --resume)'
 
 # command-line flag -> TrainConfig key (flags override the YAML)
 OVERRIDES = {'device': 'device', 'workers': 'workers', 'seed': 'seed',
-             'iterations': 'iterations', 'inference': 'inference'}
+             'iterations': 'iterations', 'inference': 'inference',
+             'tasks': 'tasks_per_iteration', 'rollouts': 'rollouts_per_task',
+             'horizon': 'horizon'}
 
 
 STOP_SIGNALS = ('SIGTERM', 'SIGHUP')
@@ -80,6 +82,13 @@ def add_arguments(parser):
     parser.add_argument('--seed', type=int, default=None, help='root random seed')
     parser.add_argument('--iterations', type=int, default=None,
                         help='meta-iterations in total (a resumed run continues up to this)')
+    parser.add_argument('--tasks', type=int, default=None,
+                        help='tasks per meta-iteration (TrainConfig.tasks_per_iteration)')
+    parser.add_argument('--rollouts', type=int, default=None,
+                        help='rollouts per task before and after adaptation '
+                        '(TrainConfig.rollouts_per_task)')
+    parser.add_argument('--horizon', type=int, default=None,
+                        help="steps per rollout (default: the scenario's episode_steps)")
     parser.add_argument('--resume', action='store_true',
                         help='continue the run saved in --out exactly where it stopped')
     parser.add_argument('--threads', type=int, default=None,
@@ -107,6 +116,11 @@ def run(args) -> int:
         args.config = str(saved)
     if scenario is None and args.config is None:
         scenario = 'reacher'
+    if args.config is None and default_config_path(scenario) is None:
+        print(f'maml-robot train: no training recipe for scenario {scenario!r} (shipped ones '
+              'are config/train/<name>.yaml): using the TrainConfig defaults with your flags; '
+              'pass --config FILE to set the algorithm, sizes and step sizes',
+              file=sys.stderr)
     config = load_train_config(scenario, args.config, overrides)
     if args.threads is not None:
         if args.threads < 1:
