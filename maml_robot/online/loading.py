@@ -8,7 +8,8 @@ import numpy as np
 import torch
 
 
-GOAL_TERMS = ('goal_position', 'fingertip_to_goal', 'goal_distance')
+GOAL_TERMS = ('goal_position', 'fingertip_to_goal', 'goal_position_3d', 'ee_to_goal',
+              'goal_distance')
 SHIPPED_MODELS = ('reacher', 'cheetah', 'quadruped')
 
 
