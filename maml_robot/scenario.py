@@ -414,6 +414,8 @@ def _urdf_kinematics(r, k, names, model):
             'chain': chain}
 
 
+PROBES = {'box': 'its 3x3x3 grid of corners, edge and face midpoints and centre',
+          'shell': '26 directions (axes, face and space diagonals) at both radii'}
 # Observation terms that need a planar chain, and those of a URDF (3-D) chain.
 PLANAR_TERMS = ('fingertip_position', 'goal_position', 'fingertip_to_goal')
 SPATIAL_TERMS = ('ee_position', 'goal_position_3d', 'ee_to_goal')
@@ -454,7 +456,7 @@ def _goal(r, data, kin, used, initial):
     if missed:
         r.fail(f'goal.{region["type"]}', f'a region the tip {kin["tip_link"]!r} can reach '
                f'(inverse kinematics within joint limits misses {missed[0]} of the probe points: '
-               'corners, edge midpoints, faces and centre)', g[region['type']])
+               f'{PROBES[region["type"]]})', g[region['type']])
     return None, region
 
 
