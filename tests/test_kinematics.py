@@ -237,10 +237,17 @@ def test_goal_distance_is_3d_and_needs_three_numbers():
         build_observation(sc, RobotState(q, np.zeros(7), goal=goal[:2]))
 
 
-def test_online_adapter_needs_the_3d_goal():
+def test_online_adapter_needs_the_3d_goal(tmp_path):
     sc = load_scenario('kuka_reach')
-    spec = spec_from_checkpoint(fresh_checkpoint(sc), sc)
-    assert 'goal' in spec.needs
+    assert 'goal' in spec_from_checkpoint(fresh_checkpoint(sc), sc).needs
+    data = _kuka_data()   # the goal observed, not rewarded: the node still subscribes to it
+    data['reward'] = {'control': 1.0}
+    for terms in (['goal_position_3d'], ['ee_to_goal']):
+        data['observation'] = ['joint_velocity'] + terms
+        path = tmp_path / 'observe.yaml'
+        path.write_text(yaml.safe_dump(data))
+        sc = load_scenario(str(path))
+        assert 'goal' in spec_from_checkpoint(fresh_checkpoint(sc), sc).needs, terms
 
 
 def test_planar_chain_is_checked_against_the_urdf(tmp_path):
