@@ -74,7 +74,7 @@ def joint_path(model, base_link, tip_link):
         if joint is None:
             raise KinematicsError('tip_link', f'tip_link {tip_link!r} is not below base_link '
                                   f'{base_link!r} in {model.path} (no chain of joints connects '
-                                  'them): choose a tip among the base link\'s descendants')
+                                  'them): choose a tip among the descendants of base_link')
         path.append(joint)
         link = joint.parent
     return path[::-1]

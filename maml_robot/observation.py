@@ -112,8 +112,8 @@ def _check_state(scenario, state):
         raise ValueError(f'RobotState has {len(q)} joint positions and {len(qd)} velocities; '
                          f'scenario {scenario.name!r} expects {scenario.act_dim} (check the '
                          'joint count and order)')
-    sizes = {'goal': 3 if _spatial(scenario) else 2, 'base_position': 3, 'base_orientation': 4, 'base_linear_velocity': 3,
-             'base_angular_velocity': 3}
+    sizes = {'goal': 3 if _spatial(scenario) else 2, 'base_position': 3, 'base_orientation': 4,
+             'base_linear_velocity': 3, 'base_angular_velocity': 3}
     for term in scenario.observation:
         for field in _TERM_FIELDS.get(term, ()):
             value = _vec(getattr(state, field), term)

@@ -193,7 +193,7 @@ def test_kuka_goals_in_the_box_deterministic_and_settable(kuka):
 
 
 def test_kuka_episode_observes_and_rewards_the_3d_tip():
-    """A MetaRobotEnv episode: finite 3-D observations; reward = -|PyBullet tip - goal| - control."""
+    """A MetaRobotEnv episode: finite 3-D observations, reward -|PyBullet tip - goal| - control."""
     env = MetaRobotEnv('kuka_reach')
     try:
         sc, world = env.unwrapped.scenario, env.unwrapped.world
