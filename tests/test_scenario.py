@@ -203,6 +203,9 @@ MALFORMED = [
     ('goal', _DELETE, 'goal'),
     ('kinematics.chain', ['shoulder_joint', 'wrist_joint'], 'kinematics.chain[1]'),
     ('kinematics.link_lengths', [0.1], 'kinematics.link_lengths'),
+    ('kinematics.tip_link', 'hand', 'kinematics.tip_link'),
+    ('kinematics.link_lengths', [0.1, 0.2], 'kinematics.link_lengths[1]'),
+    ('kinematics.type', 'dh', 'kinematics.type'),
     ('initial_state.joint_position', {'wrist_joint': 0.1}, 'initial_state.joint_position.'
      'wrist_joint'),
     ('episode_step', 50, 'episode_step'),
