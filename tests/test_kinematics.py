@@ -5,6 +5,7 @@ import math
 
 from maml_robot.dynamics import Task
 from maml_robot.envs import MetaRobotEnv
+from maml_robot.envs.controllers import make_controller
 from maml_robot.kinematics import Chain, KinematicsError
 from maml_robot.observation import (build_observation, compute_reward, fingertip_position,
                                     observation_layout, RobotState)
@@ -274,3 +275,8 @@ def test_fk_is_fast_enough_for_every_control_step():
     per_call = min(timeit.repeat(lambda: chain.fk_list(q), number=2000, repeat=3)) / 2000
     assert per_call < 2e-4, per_call
     assert math.isfinite(sum(chain.fk_list(q)))
+
+
+def test_no_reference_controller_for_3d_reaching_says_so():
+    with pytest.raises(ValueError, match='no reference controller for 3-D reaching'):
+        make_controller(load_scenario('kuka_reach'))
