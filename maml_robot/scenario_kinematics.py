@@ -112,8 +112,10 @@ def goal_section(r, data, kin, used, initial):
     start = tuple(float(initial[i]) for i in chain.joint_index)
     missed = _unreachable(chain, region, start)
     if missed:
+        far = float(np.linalg.norm(np.subtract(missed[0], chain.links[0][:3, 3])))
         r.fail(f'goal.{region["type"]}', f'a region the tip {kin["tip_link"]!r} can reach '
-               f'(inverse kinematics within joint limits misses {missed[0]} of the probe points: '
+               f'(inverse kinematics within joint limits misses {missed[0]}, {far:.3f} m from '
+               f'the first joint, total reach {chain.reach():.3f} m; probe points: '
                f'{PROBES[region["type"]]})', g[region['type']])
     return None, region
 
