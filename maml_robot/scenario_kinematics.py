@@ -51,17 +51,23 @@ def _chain(r, model, base_link, tip_link, names, base_key):
 
 def _check_planar_chain(r, k, model, names, chain, lengths, origin, base):
     """Check the planar chain against the URDF: the joints, link lengths and origin it gives."""
-    urdf = _chain(r, model, base['link'], k['tip_link'], names, 'base.link')
+    start = model.joints[chain[0]].parent
+    urdf = _chain(r, model, start, k['tip_link'], names, 'kinematics.chain')
     if urdf.joint_names != chain:
-        r.fail('kinematics.chain', f'the moving joints from base.link to tip_link in the URDF, '
-               f'base to tip: {list(urdf.joint_names)}', list(chain))
+        r.fail('kinematics.chain', f'the moving joints from {start!r} (above the first chain '
+               f'joint) to tip_link in the URDF, base to tip: {list(urdf.joint_names)}',
+               list(chain))
     for i, (want, link) in enumerate(zip(lengths, urdf.links[1:])):
         derived = float(np.linalg.norm(link[:3, 3]))
         if abs(derived - want) > 1e-6:
             r.fail(f'kinematics.link_lengths[{i}]', f'{derived:g} m (from the URDF)', want)
-    if base['fixed']:
+    try:   # the origin is known when nothing moves between the fixed root and the chain
+        mount = Chain.from_urdf(model, model.root, start, names)
+    except KinematicsError:
+        return
+    if base['fixed'] and not mount.size:
         derived = np.add(r.vector(base.get('position', [0, 0, 0]), 'base.position', 3),
-                         urdf.links[0][:3, 3])
+                         (mount.links[0] @ urdf.links[0])[:3, 3])
         if np.abs(derived - origin).max() > 1e-6:
             r.fail('kinematics.origin', f'{derived.tolist()} (base.position + the URDF)',
                    list(origin))
