@@ -106,6 +106,32 @@ def test_a1_feet_match_pybullet_in_the_trunk_frame():
         pybullet.disconnect(physicsClientId=cid)
 
 
+def test_prismatic_and_continuous_joints_match_pybullet():
+    """The cheetah's planar root (prismatic x, z, continuous pitch) down to both feet."""
+    path = data_path('urdf', 'cheetah.urdf')
+    model = parse_urdf(path)
+    names = sorted(model.moving_joints)
+    chains = {foot: Chain.from_urdf(model, 'planar_base', foot, names)
+              for foot in ('bfoot', 'ffoot')}
+    assert {c.types[:3] for c in chains.values()} == {('prismatic', 'prismatic', 'revolute')}
+    cid = pybullet.connect(pybullet.DIRECT)
+    try:
+        body = pybullet.loadURDF(str(path), useFixedBase=True, physicsClientId=cid)
+        joints, links = _joint_indices(cid, body)
+        rng = np.random.default_rng(2)
+        worst = 0.0
+        for _ in range(100):
+            q = rng.uniform(-2.0, 2.0, len(names))
+            for name, value in zip(names, q):
+                pybullet.resetJointState(body, joints[name], value, 0.0, physicsClientId=cid)
+            for foot, chain in chains.items():
+                worst = max(worst, np.abs(chain.fk(q) - _in_base_frame(cid, body, links[foot])[0])
+                            .max())
+        assert worst < 1e-5, worst
+    finally:
+        pybullet.disconnect(physicsClientId=cid)
+
+
 def test_chain_errors_name_what_to_change():
     model = parse_urdf(pybullet_data.getDataPath() + '/kuka_iiwa/model.urdf')
     names = sorted(model.moving_joints)
