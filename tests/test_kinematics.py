@@ -73,6 +73,8 @@ def test_kuka_tip_matches_pybullet_link_frame(kuka):
                     np.abs(chain.fk(q) - pos).max())
         worst_rot = max(worst_rot, np.abs(chain.transform(q)[:3, :3] - rot).max())
         assert np.allclose(chain.transform(q)[:3, 3], chain.fk(q), atol=1e-12)
+        assert np.allclose(chain.batch_fk(q[None, list(chain.joint_index)])[0], chain.fk(q),
+                           atol=1e-12)
     assert worst < 1e-5 and worst_rot < 1e-5, (worst, worst_rot)
 
 
