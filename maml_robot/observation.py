@@ -20,7 +20,7 @@ class RobotState:
 
     joint_position: np.ndarray                   # (J,) rad or m, as measured
     joint_velocity: np.ndarray                   # (J,)
-    goal: np.ndarray | None = None               # (3,) world frame (reaching scenarios)
+    goal: np.ndarray | None = None               # (3,) world (planar) or kinematics.base_link
     base_position: np.ndarray | None = None      # (3,) world
     base_orientation: np.ndarray | None = None   # (4,) quaternion x, y, z, w
     base_linear_velocity: np.ndarray | None = None   # (3,) world frame
@@ -49,9 +49,23 @@ def _tip_xy(scenario, q):
 
 
 def fingertip_position(scenario, joint_position):
-    """Forward kinematics of the scenario's planar chain: the tip position (3,) in the world."""
-    x, y = _tip_xy(scenario, [float(v) for v in joint_position])
+    """
+    Forward kinematics of the scenario's tip: its position (3,).
+
+    Planar chain: in the world (``kinematics.origin`` included). URDF chain: in the frame of
+    ``kinematics.base_link`` (where the 3-D goals are).
+    """
+    q = [float(v) for v in joint_position]
+    if _spatial(scenario):
+        return np.array(scenario.kinematics['chain'].fk_list(q))
+    x, y = _tip_xy(scenario, q)
     return np.array([x, y, scenario.kinematics['origin'][2]])
+
+
+def _spatial(scenario):
+    """Return True for 3-D reaching (urdf kinematics), False for the planar chain."""
+    kin = scenario.kinematics
+    return kin is not None and kin['type'] == 'urdf'
 
 
 def base_pitch(quaternion):
@@ -98,8 +112,8 @@ def _check_state(scenario, state):
         raise ValueError(f'RobotState has {len(q)} joint positions and {len(qd)} velocities; '
                          f'scenario {scenario.name!r} expects {scenario.act_dim} (check the '
                          'joint count and order)')
-    sizes = {'goal': 2, 'base_position': 3, 'base_orientation': 4, 'base_linear_velocity': 3,
-             'base_angular_velocity': 3}
+    sizes = {'goal': 3 if _spatial(scenario) else 2, 'base_position': 3, 'base_orientation': 4,
+             'base_linear_velocity': 3, 'base_angular_velocity': 3}
     for term in scenario.observation:
         for field in _TERM_FIELDS.get(term, ()):
             value = _vec(getattr(state, field), term)
@@ -110,6 +124,7 @@ def _check_state(scenario, state):
 
 # RobotState fields (besides the joints) each observation term reads
 _TERM_FIELDS = {'fingertip_to_goal': ('goal',), 'goal_position': ('goal',),
+                'goal_position_3d': ('goal',), 'ee_to_goal': ('goal',),
                 'base_height': ('base_position',), 'base_pitch': ('base_orientation',),
                 'base_orientation': ('base_orientation',),
                 'base_planar_velocity': ('base_linear_velocity', 'base_angular_velocity'),
@@ -129,6 +144,9 @@ def _term_expressions(term, j):
         'fingertip_position': ['tx', 'ty'],
         'goal_position': ['g[0]', 'g[1]'],
         'fingertip_to_goal': ['g[0] - tx', 'g[1] - ty'],
+        'ee_position': ['ex', 'ey', 'ez'],
+        'goal_position_3d': ['g[0]', 'g[1]', 'g[2]'],
+        'ee_to_goal': ['g[0] - ex', 'g[1] - ey', 'g[2] - ez'],
         'base_height': ['p[2]'],
         'base_pitch': ['_base_pitch(o)'],
         'base_orientation': ['o[0]', 'o[1]', 'o[2]', 'o[3]'],
@@ -182,6 +200,9 @@ def _observer(scenario):
             names[f'_l{k}'] = length
             lines += [f'    a += q{index}', f'    tx += _l{k} * _cos(a)',
                       f'    ty += _l{k} * _sin(a)']
+    if {'ee_position', 'ee_to_goal'} & set(scenario.observation):
+        names['_fk'] = scenario.kinematics['chain'].fk_list   # base_link frame
+        lines.append('    ex, ey, ez = _fk(q)')
     lines.append(f'    return _array([{", ".join(entries)}], _float32)')
     exec('\n'.join(lines), names)   # noqa: S102 - our own source, built from validated terms
     return names['observe']
@@ -197,6 +218,9 @@ def observation_layout(scenario):
         'fingertip_position': ['fingertip.x', 'fingertip.y'],
         'goal_position': ['goal.x', 'goal.y'],
         'fingertip_to_goal': ['goal_minus_fingertip.x', 'goal_minus_fingertip.y'],
+        'ee_position': ['ee.x', 'ee.y', 'ee.z'],
+        'goal_position_3d': ['goal.x', 'goal.y', 'goal.z'],
+        'ee_to_goal': ['goal_minus_ee.x', 'goal_minus_ee.y', 'goal_minus_ee.z'],
         'base_height': ['base.z'],
         'base_pitch': ['base.pitch'],
         'base_orientation': ['base.qx', 'base.qy', 'base.qz', 'base.qw'],
@@ -227,15 +251,20 @@ def compute_reward(scenario, state, action, next_state):
     """
     Return the reward of taking normalized ``action`` (J,) in ``state``, reaching ``next_state``.
 
-    Terms (weights from the scenario): goal_distance = -|fingertip - goal| (x-y plane),
+    Terms (weights from the scenario): goal_distance = -|fingertip - goal| (x-y plane for a
+    planar chain, 3-D for urdf kinematics: both in the base_link frame),
     control = -sum(action^2), forward_velocity = base x velocity, alive = 1 unless terminated.
     """
     total = 0.0
     for term, weight in scenario.reward.items():
         if term == 'goal_distance':
-            tip = _tip_xy(scenario, _vec(next_state.joint_position, 'joint_position'))
+            q = _vec(next_state.joint_position, 'joint_position')
             goal = _vec(next_state.goal, 'reward goal_distance')
-            value = -math.hypot(tip[0] - goal[0], tip[1] - goal[1])
+            if _spatial(scenario):
+                value = -math.dist(scenario.kinematics['chain'].fk_list(q), goal[:3])
+            else:
+                tip = _tip_xy(scenario, q)
+                value = -math.hypot(tip[0] - goal[0], tip[1] - goal[1])
         elif term == 'control':
             if type(action) is not list:   # the env passes floats already
                 a = action.tolist() if isinstance(action, np.ndarray) else action

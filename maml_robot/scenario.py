@@ -8,11 +8,13 @@ from pathlib import Path
 
 from maml_robot.actuation import Actuation, HOLDS, MODES
 from maml_robot.paths import data_path, urdf_candidates
+from maml_robot.scenario_kinematics import (goal_section, kinematics_section, PLANAR_TERMS,
+                                            SPATIAL_TERMS)
 from maml_robot.urdf import parse_urdf, UrdfError
 import numpy as np
 import yaml
 
-SHIPPED = ('reacher', 'cheetah', 'quadruped', 'a1_walk')
+SHIPPED = ('reacher', 'cheetah', 'quadruped', 'a1_walk', 'kuka_reach')
 # Observation terms and their size (J = number of controlled joints).
 OBSERVATION_TERMS = {
     'joint_position': lambda j: j,
@@ -21,6 +23,9 @@ OBSERVATION_TERMS = {
     'fingertip_position': lambda j: 2,
     'goal_position': lambda j: 2,
     'fingertip_to_goal': lambda j: 2,
+    'ee_position': lambda j: 3,
+    'goal_position_3d': lambda j: 3,
+    'ee_to_goal': lambda j: 3,
     'base_height': lambda j: 1,
     'base_pitch': lambda j: 1,
     'base_orientation': lambda j: 4,
@@ -99,7 +104,8 @@ class Scenario:
     joint_position_noise: float
     joint_velocity_noise: float
     episode_steps: int
-    goal_radius: tuple | None
+    goal_radius: tuple | None     # planar reacher: (lo, hi) m from kinematics.origin
+    goal_region: dict | None      # 3-D goals (urdf kinematics): box or shell, base_link frame
     kinematics: dict | None
     observation: tuple
     reward: dict
@@ -442,21 +448,6 @@ def _dynamics(r, data, names, model):
     return payload_link, splits
 
 
-def _kinematics(r, data, names):
-    if 'kinematics' not in data:
-        return None
-    keys = ('type', 'chain', 'link_lengths', 'origin', 'tip_link')
-    k = r.mapping(data['kinematics'], 'kinematics', keys, required=keys)
-    if k['type'] != 'planar_chain':
-        r.fail('kinematics.type', "'planar_chain'", k['type'])
-    chain = r.names(k['chain'], 'kinematics.chain', set(names), 'controlled joints')
-    lengths = r.vector(k['link_lengths'], 'kinematics.link_lengths', len(chain))
-    return {'type': 'planar_chain', 'chain': chain,
-            'chain_index': tuple(names.index(c) for c in chain),
-            'link_lengths': lengths, 'origin': r.vector(k['origin'], 'kinematics.origin', 3),
-            'tip_link': k['tip_link']}
-
-
 def build_scenario(data, path):
     """Validate the YAML mapping ``data`` read from ``path``; return a Scenario."""
     path = Path(path)
@@ -508,17 +499,12 @@ def build_scenario(data, path):
         termination['base_height'] = r.range_(term['base_height'], 'termination.base_height')[0]
     if 'min_up' in term:
         termination['min_up'] = r.number(term['min_up'], 'termination.min_up', -1, 1)
-    kin = _kinematics(r, data, names)
-    needs_goal = {'fingertip_position', 'goal_position', 'fingertip_to_goal', 'goal_distance'}
+    kin = kinematics_section(r, data, names, model, base)
+    needs_goal = set(PLANAR_TERMS) | set(SPATIAL_TERMS) | {'goal_distance'}
     used = needs_goal & (set(obs) | set(reward))
-    goal = None
+    goal = region = None
     if used:
-        if kin is None:
-            r.fail('kinematics', f'a kinematics section (needed by {sorted(used)})', None)
-        g = r.mapping(data.get('goal'), 'goal', ('radius',), ('radius',))
-        goal = r.range_(g['radius'], 'goal.radius', 0.0)[0]
-        if goal[1] > sum(kin['link_lengths']):
-            r.fail('goal.radius', f'goals within reach (<= {sum(kin["link_lengths"])})', goal)
+        goal, region = goal_section(r, data, kin, used, initial_q)
     payload_link, splits = _dynamics(r, data, names, model)
     name = data['name']
     if not isinstance(name, str) or not name:
@@ -542,6 +528,7 @@ def build_scenario(data, path):
                                       'initial_state.joint_position_noise', 0),
         joint_velocity_noise=r.number(init.get('joint_velocity_noise', 0.0),
                                       'initial_state.joint_velocity_noise', 0),
-        episode_steps=steps, goal_radius=goal, kinematics=kin, observation=obs, reward=reward,
+        episode_steps=steps, goal_radius=goal, goal_region=region, kinematics=kin,
+        observation=obs, reward=reward,
         termination=termination, payload_link=payload_link, splits=splits,
         source=copy.deepcopy(data))

@@ -49,7 +49,7 @@ def test_registered_and_pass_env_checkers(env_id):
         sb_env.close()
 
 
-@pytest.mark.parametrize('name', ['reacher', 'cheetah', 'quadruped'])
+@pytest.mark.parametrize('name', ['reacher', 'cheetah', 'quadruped', 'kuka_reach'])
 def test_same_seed_task_actions_give_same_trajectory(name):
     a, b = MetaRobotEnv(name), MetaRobotEnv(name)
     try:

@@ -295,3 +295,37 @@ def test_lifecycle_activate_publishes_and_deactivate_holds(checkpoint):
         node.destroy_node()
     finally:
         probe.close()
+
+
+def test_sim_node_publishes_the_3d_goal_in_the_arm_base_frame():
+    """kuka_reach: the goal message carries x, y and z in kinematics.base_link's frame."""
+    from rclpy.parameter import Parameter
+    from maml_robot.ros.conversions import point_array
+    from maml_robot.ros.sim_node import SimNode
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=domain_id())
+    try:
+        node = SimNode(context=context, parameter_overrides=[
+            Parameter('scenario', value='kuka_reach'), Parameter('start_paused', value=True)])
+        probe = rclpy.create_node('goal_probe', context=context)
+        got = []
+        probe.create_subscription(PointStamped, 'goal', got.append, 10)
+        executor = SingleThreadedExecutor(context=context)
+        executor.add_node(probe)
+        deadline = time.monotonic() + 5.0
+        while not got and time.monotonic() < deadline:
+            node._publish_state(np.zeros(7))
+            executor.spin_once(timeout_sec=0.1)
+        assert got, 'no goal message'
+        goal = node.world.true_state().goal
+        region = node.scenario.goal_region
+        assert got[-1].header.frame_id == 'lbr_iiwa_link_0'
+        # what the adapter node reads into RobotState.goal: all three numbers
+        assert point_array(got[-1]).tolist() == goal.tolist()
+        assert np.all(goal >= region['low']) and np.all(goal <= region['high'])
+        executor.shutdown()
+        probe.destroy_node()
+        node.world.close()
+        node.destroy_node()
+    finally:
+        rclpy.shutdown(context=context)

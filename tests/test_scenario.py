@@ -30,9 +30,10 @@ EXPECTED_JOINTS = {
                                                     'front_right') for part in ('hip', 'knee')],
     'a1_walk': [f'{leg}_{part}_joint' for leg in ('FL', 'FR', 'RL', 'RR')
                 for part in ('hip', 'lower', 'upper')],
+    'kuka_reach': [f'lbr_iiwa_joint_{i}' for i in range(1, 8)],
 }
-# The robots whose URDF this package writes (urdf/); the others come from pybullet_data.
-OWN_URDFS = ('reacher', 'cheetah', 'quadruped')
+# Robots whose URDF we write (maml_robot/sim/urdf_gen.py); the others come from pybullet_data.
+GENERATED = ('reacher', 'cheetah', 'quadruped')
 
 
 @pytest.mark.parametrize('name', SHIPPED)
@@ -60,7 +61,7 @@ def test_episode_lengths_are_short():
         assert load_scenario(name).episode_steps == 200
 
 
-@pytest.mark.parametrize('name', OWN_URDFS)
+@pytest.mark.parametrize('name', GENERATED)
 def test_urdf_is_a_valid_tree_with_limits_and_inertias(name):
     path = data_path('urdf', f'{name}.urdf')
     root = ElementTree.parse(path).getroot()
@@ -207,6 +208,9 @@ MALFORMED = [
     ('goal', _DELETE, 'goal'),
     ('kinematics.chain', ['shoulder_joint', 'wrist_joint'], 'kinematics.chain[1]'),
     ('kinematics.link_lengths', [0.1], 'kinematics.link_lengths'),
+    ('kinematics.tip_link', 'hand', 'kinematics.tip_link'),
+    ('kinematics.link_lengths', [0.1, 0.2], 'kinematics.link_lengths[1]'),
+    ('kinematics.type', 'dh', 'kinematics.type'),
     ('initial_state.joint_position', {'wrist_joint': 0.1}, 'initial_state.joint_position.'
      'wrist_joint'),
     ('episode_step', 50, 'episode_step'),
@@ -269,7 +273,8 @@ def test_user_scenario_with_own_urdf(tmp_path):
 
 def test_shipped_urdfs_match_their_generator(tmp_path):
     assert urdf_gen.main([str(tmp_path)]) == 0
-    for name in OWN_URDFS:
+    assert set(SHIPPED) - set(GENERATED) == {'kuka_reach', 'a1_walk'}   # from pybullet_data
+    for name in GENERATED:
         assert (tmp_path / f'{name}.urdf').read_text() == \
             data_path('urdf', f'{name}.urdf').read_text(), f'regenerate urdf/{name}.urdf'
 

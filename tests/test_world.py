@@ -9,8 +9,6 @@ from maml_robot.sim.world import World
 import numpy as np
 import pybullet
 import pytest
-# The robots whose URDF this package writes (urdf/); the others come from pybullet_data.
-OWN_URDFS = ('reacher', 'cheetah', 'quadruped')
 
 
 @pytest.fixture
@@ -38,7 +36,7 @@ def _velocity_after(world, action, task=None, steps=1):
     return world.true_state().joint_velocity.copy()
 
 
-@pytest.mark.parametrize('name', OWN_URDFS)
+@pytest.mark.parametrize('name', SHIPPED)
 def test_urdf_loads_with_file_inertias(name):
     sc = load_scenario(name)
     world = World(sc)
@@ -49,10 +47,10 @@ def test_urdf_loads_with_file_inertias(name):
         assert set(sc.joint_names) <= set(names)
         total = sum(pybullet.getDynamicsInfo(body, i, physicsClientId=cid)[0]
                     for i in range(len(names)))
-        expected = {'reacher': 0.72, 'cheetah': 13.12, 'quadruped': 4.0}[name]
-        if not sc.base_fixed:
+        if not sc.base_fixed:   # whole robots: the torso too
             total += pybullet.getDynamicsInfo(body, -1, physicsClientId=cid)[0]
-            expected = 8.0
+        expected = {'reacher': 0.72, 'cheetah': 13.12, 'quadruped': 8.0, 'kuka_reach': 17.5,
+                    'a1_walk': 12.458}[name]
         assert total == pytest.approx(expected, abs=1e-6)
         state = world.true_state()
         assert state.joint_position.shape == (len(sc.joint_names),)
@@ -191,6 +189,13 @@ def test_bad_actions_and_tasks(reacher):
         reacher.set_task(Task(motor_direction=(1, 1, 1)))
 
 
+# Fraction of the URDF velocity limit that zero torque must stay under. The Kuka is not at rest
+# without torque: it falls under gravity and swings at 8-20 rad/s, the same at 2.5, 1 and 0.5 ms
+# steps (physics, not integration error); a light ood arm (mass x0.55) blows up at 2-5 ms steps
+# (292 rad/s to the 1e4 clamp), hence its 1 ms step.
+STABLE_FRACTION = {'kuka_reach': 3.0}
+
+
 @pytest.mark.parametrize('name', SHIPPED)
 def test_simulation_stays_stable_on_every_split_task(name):
     """With zero torque no joint reaches its velocity clamp (explicit damping can blow up)."""
@@ -205,7 +210,7 @@ def test_simulation_stays_stable_on_every_split_task(name):
                 world.apply_action(np.zeros(sc.act_dim))
                 world.step()
                 worst = max(worst, np.abs(world.true_state().joint_velocity).max())
-            assert worst < 0.9 * sc.velocity_limits.min(), (i, task)
+            assert worst < STABLE_FRACTION.get(name, 0.9) * sc.velocity_limits.min(), (i, task)
     finally:
         world.close()
 

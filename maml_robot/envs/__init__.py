@@ -8,6 +8,7 @@ ENV_IDS = {
     'maml_robot/Reacher-v0': 'reacher',
     'maml_robot/Cheetah-v0': 'cheetah',
     'maml_robot/Quadruped-v0': 'quadruped',
+    'maml_robot/KukaReach-v0': 'kuka_reach',
 }
 
 

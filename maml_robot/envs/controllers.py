@@ -155,6 +155,9 @@ def make_controller(scenario, task=None, checkpoint=None):
         return PolicyController(checkpoint, scenario, task)
     if scenario.kinematics is not None and scenario.goal_radius is not None:
         return ReacherController(scenario, task)
+    if scenario.goal_region is not None:
+        raise ValueError(f'no reference controller for 3-D reaching ({scenario.name!r}) yet: '
+                         'pass a checkpoint')
     return GaitController(scenario, task)
 
 

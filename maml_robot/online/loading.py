@@ -9,7 +9,8 @@ import numpy as np
 import torch
 
 
-GOAL_TERMS = ('goal_position', 'fingertip_to_goal', 'goal_distance')
+GOAL_TERMS = ('goal_position', 'fingertip_to_goal', 'goal_position_3d', 'ee_to_goal',
+              'goal_distance')
 MODELS_DIR = Path(__file__).resolve().parent.parent / 'models'
 SHIPPED_MODELS = tuple(sorted(p.stem for p in MODELS_DIR.glob('*.safetensors')))
 """Names of the meta-policies shipped in maml_robot/models/ (one NAME.safetensors each)."""

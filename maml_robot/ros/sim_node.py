@@ -60,7 +60,12 @@ class SimNode(Node):
         self.actuation = self.scenario.actuation   # efforts or position targets, per the mode
         self.period = float(self.scenario.control_period)
         self.episode_steps = values['episode_steps'] or int(self.scenario.episode_steps)
-        self.publish_goal = self.scenario.goal_radius is not None
+        self.publish_goal = (self.scenario.goal_radius is not None
+                             or self.scenario.goal_region is not None)
+        kin = self.scenario.kinematics
+        # 3-D goals live in the arm's base link frame (planar goals in frame_id, the world)
+        self.goal_frame = (kin['base_link'] if kin is not None and kin['type'] == 'urdf'
+                           else values['frame_id'])
         self.publish_odom = self.world.true_state().base_position is not None
         self._lock = threading.Lock()
         self._command, self._command_time = None, -np.inf
@@ -196,7 +201,7 @@ class SimNode(Node):
         measured = self.world.measured_state()
         frame = self.values['frame_id']
         if self.publish_goal:
-            self.goal_pub.publish(conversions.point_msg(measured.goal, frame, stamp))
+            self.goal_pub.publish(conversions.point_msg(measured.goal, self.goal_frame, stamp))
         if self.publish_odom:
             self.odom_pub.publish(conversions.odometry_msg(measured, frame, 'base_link', stamp))
         self.joint_pub.publish(conversions.joint_state_msg(

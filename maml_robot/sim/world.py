@@ -61,6 +61,20 @@ class _PositionLoop:
         return out
 
 
+def sample_goal(region, rng):
+    """
+    Return a 3-D goal [x, y, z] drawn with ``rng`` from a scenario's goal region.
+
+    box: uniform in the box; shell: a uniform direction at a distance uniform in [lo, hi].
+    """
+    if region['type'] == 'box':
+        return rng.uniform(region['low'], region['high']).tolist()
+    direction = rng.standard_normal(3)
+    direction /= max(float(np.linalg.norm(direction)), 1e-12)
+    radius = rng.uniform(*region['radius'])
+    return (np.asarray(region['center']) + radius * direction).tolist()
+
+
 class World:
     """
     One robot of a scenario in its own PyBullet client (several worlds never interfere).
@@ -98,7 +112,7 @@ class World:
         self._action_shape = (len(self._joints),)
         self._initial_q = sc.initial_joint_position.tolist()
         self._limits = sc.position_limits.tolist()     # [(lower, upper)] per joint
-        self._origin = (None if sc.kinematics is None
+        self._origin = (None if sc.goal_radius is None   # the planar reacher's shoulder axis
                         else tuple(float(v) for v in sc.kinematics['origin']))
         self._saved = pybullet.saveState(physicsClientId=cid)
         self.set_task(task)
@@ -203,6 +217,9 @@ class World:
             x0, y0, z0 = self._origin
             goal = [x0 + radius * math.cos(angle), y0 + radius * math.sin(angle), z0]
             self._goal, self._goal_list = np.array(goal), goal   # finite by construction
+        elif sc.goal_region is not None:
+            goal = sample_goal(sc.goal_region, rng)
+            self._goal, self._goal_list = np.array(goal), goal
         self._latency = [[0.0] * j for _ in self._latency]
         self._latency_pos = 0
         self._torque = [0.0] * j
@@ -210,7 +227,7 @@ class World:
         self._read()
 
     def set_goal(self, xyz):
-        """Set the goal position (3,) in the world frame."""
+        """Set the goal position (3,): world frame (planar), kinematics.base_link frame (urdf)."""
         goal = np.asarray(xyz, dtype=float)
         if goal.shape != (3,) or not np.all(np.isfinite(goal)):
             raise ValueError(f'goal must be 3 finite numbers (x, y, z), got {xyz!r}')
@@ -345,7 +362,8 @@ class World:
         """Return an RGB image (height, width, 3) uint8 from a camera looking at the base."""
         cid = self._cid
         target = self._base[0] if self._base[0] is not None else np.zeros(3)
-        size = 0.6 if self.scenario.goal_radius is not None else 3.0
+        size = (0.6 if self.scenario.goal_radius is not None
+                else 2.0 if self.scenario.goal_region is not None else 3.0)
         view = pybullet.computeViewMatrixFromYawPitchRoll(
             target.tolist(), size, 30.0, -40.0, 0.0, 2, physicsClientId=cid)
         proj = pybullet.computeProjectionMatrixFOV(60.0, width / height, 0.01, 100.0,

@@ -1,0 +1,309 @@
+"""
+Exact forward kinematics of a serial chain read from a URDF (numpy and floats, no simulator).
+
+The ROS adapter node computes the reaching observation from ``joint_states`` alone, so this module
+must not import PyBullet. A chain from ``base_link`` to ``tip_link`` is the URDF joints on the path
+between them: each contributes its constant origin (xyz, then roll-pitch-yaw as fixed-axis
+X-Y-Z rotations) followed by its motion (a rotation about ``axis`` by q for revolute and
+continuous joints, a translation along ``axis`` by q for prismatic ones, nothing for fixed ones).
+Constant transforms between moving joints are multiplied once at load; the tip position is then
+computed from the tip back to the base on 3-vectors with plain floats (a rotation by Rodrigues'
+formula and one affine map per moving joint), which for a 7-joint arm costs a few microseconds per
+call (numpy's per-call overhead would dominate 4x4 products at this size).
+
+Why not pinocchio or yourdfpy: pinocchio is a heavy binary dependency (and its wheels lag new
+Pythons), yourdfpy pulls trimesh and lxml for features we do not use; what scenarios need is about
+a hundred lines that a test checks against PyBullet to 1e-5 m.
+"""
+
+from dataclasses import dataclass
+import math
+
+import numpy as np
+
+MOVING = ('revolute', 'continuous', 'prismatic')
+
+
+class KinematicsError(ValueError):
+    """A chain that cannot be built; ``field`` is the argument to change ('base_link', ...)."""
+
+    def __init__(self, field, message):
+        self.field = field
+        super().__init__(message)
+
+
+def rpy_matrix(roll, pitch, yaw):
+    """Return the URDF rotation (3, 3) of fixed-axis roll (x), pitch (y), yaw (z): Rz Ry Rx."""
+    cr, sr = math.cos(roll), math.sin(roll)
+    cp, sp = math.cos(pitch), math.sin(pitch)
+    cy, sy = math.cos(yaw), math.sin(yaw)
+    return np.array([[cy * cp, cy * sp * sr - sy * cr, cy * sp * cr + sy * sr],
+                     [sy * cp, sy * sp * sr + cy * cr, sy * sp * cr - cy * sr],
+                     [-sp, cp * sr, cp * cr]])
+
+
+def origin_transform(joint):
+    """Return the constant 4x4 transform of a URDF joint's <origin> (parent -> joint frame)."""
+    t = np.eye(4)
+    t[:3, :3] = rpy_matrix(*joint.rpy)
+    t[:3, 3] = joint.xyz
+    return t
+
+
+def axis_rotation(axis, angle):
+    """Return the rotation (3, 3) by ``angle`` about the unit vector ``axis`` (Rodrigues)."""
+    kx, ky, kz = axis
+    k = np.array([[0.0, -kz, ky], [kz, 0.0, -kx], [-ky, kx, 0.0]])
+    return np.eye(3) + math.sin(angle) * k + (1.0 - math.cos(angle)) * (k @ k)
+
+
+def joint_path(model, base_link, tip_link):
+    """
+    Return the URDF joints from ``base_link`` down to ``tip_link`` (base first).
+
+    Raises KinematicsError when a link is missing or the tip is not below the base.
+    """
+    for field, link in (('base_link', base_link), ('tip_link', tip_link)):
+        if link not in model.links:
+            raise KinematicsError(field, f'{field} {link!r} is not a link of {model.path}; '
+                                  f'links: {sorted(model.links)}')
+    parent_joint = {j.child: j for j in model.joints.values()}
+    path, link = [], tip_link
+    while link != base_link:
+        joint = parent_joint.get(link)
+        if joint is None:
+            raise KinematicsError('tip_link', f'tip_link {tip_link!r} is not below base_link '
+                                  f'{base_link!r} in {model.path} (no chain of joints connects '
+                                  'them): choose a tip among the descendants of base_link')
+        path.append(joint)
+        link = joint.parent
+    return path[::-1]
+
+
+@dataclass(frozen=True, eq=False)
+class Chain:
+    """
+    A serial chain's forward kinematics; positions in the ``base_link`` frame.
+
+    :param base_link: the link whose frame positions are expressed in.
+    :param tip_link: the link whose frame origin ``fk`` returns.
+    :param joint_names: the moving joints of the chain, base to tip.
+    :param joint_index: each moving joint's position in the scenario's (sorted) joint order.
+    :param types: 'revolute' (also for continuous) or 'prismatic', per moving joint.
+    :param axes: unit axis (3,) of each moving joint in its own frame.
+    :param links: constant transforms (4, 4): ``links[0]`` base -> first moving joint frame,
+        ``links[i]`` moving joint i-1 -> moving joint i, ``links[-1]`` last moving joint -> tip.
+    :param limits: (lower, upper) per moving joint (±inf for continuous joints).
+    """
+
+    base_link: str
+    tip_link: str
+    joint_names: tuple
+    joint_index: tuple
+    types: tuple
+    axes: tuple
+    links: tuple
+    limits: tuple
+
+    @classmethod
+    def from_urdf(cls, model, base_link, tip_link, joint_names):
+        """
+        Build the chain of a parsed URDF (``maml_robot.urdf.UrdfModel``).
+
+        ``joint_names`` are the controlled joints in scenario order; every moving joint between
+        base and tip must be one of them (KinematicsError names it otherwise).
+        """
+        path = joint_path(model, base_link, tip_link)
+        names, types, axes, links, limits = [], [], [], [], []
+        pending = np.eye(4)   # constant transform since the last moving joint
+        for joint in path:
+            if joint.type not in MOVING + ('fixed',):
+                raise KinematicsError('tip_link', f'joint {joint.name!r} between {base_link!r} '
+                                      f'and {tip_link!r} is {joint.type}: only revolute, '
+                                      'continuous, prismatic and fixed joints can be on a chain')
+            pending = pending @ origin_transform(joint)
+            if joint.type == 'fixed':
+                continue
+            if joint.name not in joint_names:
+                raise KinematicsError('tip_link', f'joint {joint.name!r} ({joint.type}) is on the '
+                                      f'chain from {base_link!r} to {tip_link!r} but is not a '
+                                      f'controlled joint {list(joint_names)}: add it to joints '
+                                      'or choose a tip_link above it')
+            axis = np.asarray(joint.axis, dtype=float)
+            norm = float(np.linalg.norm(axis))
+            if norm == 0.0:
+                raise KinematicsError('tip_link', f'joint {joint.name!r} has a zero axis')
+            names.append(joint.name)
+            types.append('prismatic' if joint.type == 'prismatic' else 'revolute')
+            axes.append(tuple((axis / norm).tolist()))
+            links.append(pending)
+            limits.append((-math.inf, math.inf) if joint.type == 'continuous'
+                          else (joint.lower, joint.upper))
+            pending = np.eye(4)
+        links.append(pending)
+        for link in links:
+            link.setflags(write=False)
+        index = tuple(list(joint_names).index(n) for n in names)
+        return cls(base_link, tip_link, tuple(names), index, tuple(types), tuple(axes),
+                   tuple(links), tuple(limits))
+
+    def __post_init__(self):
+        """Precompute the per-joint float tuples that ``fk`` walks (tip to base)."""
+        steps = []
+        for k in range(len(self.joint_names) - 1, -1, -1):
+            r, t = self.links[k][:3, :3], self.links[k][:3, 3]
+            steps.append((self.joint_index[k], self.types[k] == 'prismatic', self.axes[k],
+                          tuple(r.ravel().tolist()), tuple(t.tolist())))
+        object.__setattr__(self, '_steps', tuple(steps))
+        object.__setattr__(self, '_tip', tuple(self.links[-1][:3, 3].tolist()))
+
+    def signature(self):
+        """Return a hashable value that is equal for chains with the same kinematics."""
+        return (self.types, self.axes, self.limits,
+                tuple(tuple(link.ravel().tolist()) for link in self.links))
+
+    @property
+    def size(self):
+        """Return the number of moving joints on the chain."""
+        return len(self.joint_names)
+
+    def fk_list(self, q):
+        """
+        Return the tip position [x, y, z] (floats) for ``q``: ALL joints in scenario order.
+
+        ``q`` is a list (or tuple) of floats; the observer calls this every control step.
+        """
+        x, y, z = self._tip
+        cos, sin = math.cos, math.sin
+        for index, prismatic, (kx, ky, kz), (r0, r1, r2, r3, r4, r5, r6, r7, r8), (
+                tx, ty, tz) in self._steps:
+            a = q[index]
+            if prismatic:
+                x, y, z = x + a * kx, y + a * ky, z + a * kz
+            else:   # Rodrigues: v c + (k x v) s + k (k . v)(1 - c)
+                c, s = cos(a), sin(a)
+                d = (kx * x + ky * y + kz * z) * (1.0 - c)
+                x, y, z = (x * c + (ky * z - kz * y) * s + kx * d,
+                           y * c + (kz * x - kx * z) * s + ky * d,
+                           z * c + (kx * y - ky * x) * s + kz * d)
+            x, y, z = (r0 * x + r1 * y + r2 * z + tx, r3 * x + r4 * y + r5 * z + ty,
+                       r6 * x + r7 * y + r8 * z + tz)
+        return [x, y, z]
+
+    def fk(self, q):
+        """Return the tip position (3,) in the base_link frame; ``q`` (J,) in scenario order."""
+        return np.array(self.fk_list([float(v) for v in q]))
+
+    def transform(self, q):
+        """Return the tip frame (4, 4) in the base_link frame (position and orientation)."""
+        t = self.links[0].copy()
+        for k in range(self.size):
+            motion = np.eye(4)
+            a = float(q[self.joint_index[k]])
+            if self.types[k] == 'prismatic':
+                motion[:3, 3] = np.multiply(self.axes[k], a)
+            else:
+                motion[:3, :3] = axis_rotation(self.axes[k], a)
+            t = t @ motion @ self.links[k + 1]
+        return t
+
+    def batch_fk(self, qs):
+        """Return tip positions (N, 3) for chain joint values ``qs`` (N, size), chain order."""
+        qs = np.asarray(qs, dtype=float)
+        pos = np.broadcast_to(self._tip, (qs.shape[0], 3)).copy()   # (N, 3)
+        for k in range(self.size - 1, -1, -1):
+            a, axis = qs[:, k:k + 1], np.asarray(self.axes[k])     # (N, 1), (3,)
+            if self.types[k] == 'prismatic':
+                pos = pos + a * axis
+            else:
+                c, s = np.cos(a), np.sin(a)
+                pos = (pos * c + np.cross(axis, pos) * s
+                       + axis * (pos @ axis)[:, None] * (1.0 - c))
+            pos = pos @ self.links[k][:3, :3].T + self.links[k][:3, 3]
+        return pos
+
+    def reach(self):
+        """Return an upper bound of the tip's distance from the first moving joint (m)."""
+        lengths = [float(np.linalg.norm(link[:3, 3])) for link in self.links[1:]]
+        extra = sum(max(abs(lo), abs(hi)) for (lo, hi), kind in zip(self.limits, self.types)
+                    if kind == 'prismatic')
+        return sum(lengths) + extra
+
+    def _batch_frames(self, qs):
+        """Return (tip (N, 3), joint origins (N, size, 3), joint axes (N, size, 3)), base frame."""
+        n = qs.shape[0]
+        rot = np.broadcast_to(self.links[0][:3, :3], (n, 3, 3))      # (N, 3, 3)
+        pos = np.broadcast_to(self.links[0][:3, 3], (n, 3))          # (N, 3)
+        origins, axes = np.empty((n, self.size, 3)), np.empty((n, self.size, 3))
+        for k in range(self.size):
+            axis = np.asarray(self.axes[k])
+            origins[:, k], axes[:, k] = pos, rot @ axis
+            a = qs[:, k]
+            if self.types[k] == 'prismatic':
+                pos = pos + axes[:, k] * a[:, None]
+            else:   # Rodrigues, batched: I + s K + (1 - c) K^2
+                kx, ky, kz = axis
+                skew = np.array([[0.0, -kz, ky], [kz, 0.0, -kx], [-ky, kx, 0.0]])
+                s, c = np.sin(a)[:, None, None], np.cos(a)[:, None, None]
+                rot = rot @ (np.eye(3) + s * skew + (1.0 - c) * (skew @ skew))
+            pos = pos + rot @ self.links[k + 1][:3, 3]
+            rot = rot @ self.links[k + 1][:3, :3]
+        return pos, origins, axes
+
+    def solve_position(self, targets, starts, iterations=100, damping=1e-2, tol=1e-4):
+        """
+        Damped least-squares IK for many targets at once; return (chain q (N, size), error (N,)).
+
+        ``targets`` (N, 3) in the base frame, ``starts`` (N, size) initial joint values; joint
+        limits are respected by clipping. Used at load to check that goal regions are reachable.
+        """
+        q = np.array(starts, dtype=float)                        # (N, size)
+        targets = np.asarray(targets, dtype=float)               # (N, 3)
+        lo = np.array([lim[0] for lim in self.limits])
+        hi = np.array([lim[1] for lim in self.limits])
+        prismatic = np.array([t == 'prismatic' for t in self.types])
+        for _ in range(iterations):
+            tip, origins, axes = self._batch_frames(q)
+            err = targets - tip                                  # (N, 3)
+            if np.all(np.linalg.norm(err, axis=1) < tol):
+                break
+            # column k: axis_k x (tip - origin_k) for a revolute joint, axis_k for a prismatic one
+            cols = np.where(prismatic[None, :, None], axes,
+                            np.cross(axes, tip[:, None, :] - origins))   # (N, size, 3)
+            jac = cols.transpose(0, 2, 1)                                # (N, 3, size)
+            jjt = jac @ cols + damping ** 2 * np.eye(3)
+            delta = np.linalg.solve(jjt, err[:, :, None])                # (N, 3, 1)
+            q = np.clip(q + (cols @ delta)[:, :, 0], lo, hi)
+        return q, np.linalg.norm(targets - self._batch_frames(q)[0], axis=1)
+
+    def unreachable(self, points, start, tries=3, tol=1e-3, seed=0):
+        """
+        Return the indices of ``points`` (N, 3) the tip cannot reach within ``tol`` (m).
+
+        IK from ``start`` (chain joint values), then from ``tries`` random configurations within
+        the joint limits (continuous joints in [-pi, pi]) for the points still missed.
+        """
+        points = np.asarray(points, dtype=float)
+        _, err = self.solve_position(points, np.tile(start, (len(points), 1)), tol=tol / 10)
+        missed = np.flatnonzero(err > tol)
+        if missed.size and tries:
+            rng = np.random.default_rng(seed)
+            lo = np.array([max(lim[0], -math.pi) for lim in self.limits])
+            hi = np.array([min(lim[1], math.pi) for lim in self.limits])
+            starts = rng.uniform(lo, hi, (tries * missed.size, self.size))
+            _, err = self.solve_position(np.repeat(points[missed], tries, axis=0), starts,
+                                         tol=tol / 10)
+            missed = missed[np.all(err.reshape(missed.size, tries) > tol, axis=1)]
+        return missed.tolist()
+
+
+def region_probe_points(region):
+    """Return the points (N, 3) checked for reachability: a 3x3x3 grid or 26 shell directions."""
+    if region['type'] == 'box':
+        axes = [np.linspace(lo, hi, 3) for lo, hi in zip(region['low'], region['high'])]
+        return np.stack(np.meshgrid(*axes, indexing='ij'), -1).reshape(-1, 3)
+    dirs = np.stack(np.meshgrid([-1, 0, 1], [-1, 0, 1], [-1, 0, 1], indexing='ij'),
+                    -1).reshape(-1, 3)
+    dirs = dirs[np.any(dirs != 0, axis=1)]
+    dirs = dirs / np.linalg.norm(dirs, axis=1, keepdims=True)
+    return np.concatenate([region['center'] + r * dirs for r in region['radius']])
