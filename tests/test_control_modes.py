@@ -161,3 +161,32 @@ def test_bad_control_sections_name_the_key(tmp_path, control, key):
     with pytest.raises(ScenarioError) as info:
         _build(data, tmp_path)
     assert info.value.key == key, str(info.value)
+
+
+def test_kuka_position_mode_holds_its_pose_under_gravity_and_torque_mode_does_not(tmp_path):
+    sc = load_scenario('kuka_reach')
+    assert sc.control_mode == 'position' and sc.actuation.hold == 'last'
+
+    def hold(scenario, task):
+        """Return (tip motion over the last quarter of an episode, final tip height)."""
+        world = World(scenario, task=task)
+        try:
+            world.reset(np.random.default_rng(0))
+            tips = []
+            for _ in range(scenario.episode_steps):
+                world.apply_action(np.zeros(scenario.act_dim))
+                world.step()
+                tips.append(world.link_position('lbr_iiwa_link_7'))
+            late = np.array(tips[-len(tips) // 4:])
+            return float(np.ptp(late, axis=0).max()), float(tips[-1][2])
+        finally:
+            world.close()
+    for task in [None] + sample_tasks(sc, 8, 'test'):
+        motion, height = hold(sc, task)
+        # the arm settles where the PD holds it (calibration offsets shift that pose a little)
+        # and stays there: no sag, no oscillation
+        assert motion < 0.005 and height > 0.25, (motion, height)
+    data = _source('kuka_reach')
+    data['control'] = {'mode': 'torque', 'rate_hz': 25}
+    motion, height = hold(_build(data, tmp_path), None)
+    assert motion > 0.05 or height < 0.25, (motion, height)     # unpowered, it falls

@@ -183,6 +183,7 @@ KUKA_MALFORMED = [
 def test_kuka_scenario_errors_name_the_key(tmp_path, dotted, value, key, text):
     data = _kuka_data()
     _set(data, dotted, value)
+    data['control'].update(kp=100.0, kd=1.0)    # the same gains for whichever joints remain
     data['initial_state']['joint_position'] = {'lbr_iiwa_joint_2': 0.6}
     data['dynamics']['splits']['ood']['ranges']['dead_joint']['joints'] = ['lbr_iiwa_joint_4']
     path = tmp_path / 'arm.yaml'
