@@ -5,9 +5,11 @@ from dataclasses import dataclass, field
 import hashlib
 import math
 from pathlib import Path
+import warnings
 
-from maml_robot.actuation import Actuation, HOLDS, MODES
+from maml_robot.actuation import Actuation
 from maml_robot.paths import data_path, urdf_candidates
+from maml_robot.scenario_control import CONTROL_KEYS, control_section
 from maml_robot.scenario_kinematics import (goal_section, kinematics_section, PLANAR_TERMS,
                                             SPATIAL_TERMS)
 from maml_robot.urdf import parse_urdf, UrdfError
@@ -41,11 +43,6 @@ SPLIT_KEYS = RANGE_PARAMS + ('motor_reversed', 'dead_joint', 'latency_steps')
 TOP_KEYS = ('name', 'description', 'urdf', 'joints', 'control', 'sim', 'base', 'episode_steps',
             'initial_state', 'goal', 'kinematics', 'observation', 'reward', 'termination',
             'dynamics')
-
-
-CONTROL_KEYS = ('mode', 'rate_hz', 'action_scale', 'kp', 'kd', 'default_joint_position',
-                'hold')
-POSITION_KEYS = ('kp', 'kd', 'default_joint_position')
 
 
 class ScenarioError(ValueError):
@@ -91,6 +88,7 @@ class Scenario:
     velocity_limits: np.ndarray   # (J,)
     position_limits: np.ndarray   # (J, 2) lower, upper (±inf for continuous joints)
     actuation: Actuation         # control mode, action scale, PD gains, safe hold
+    uncontrolled: str            # URDF joints not controlled: 'free' or 'lock'
     control_rate_hz: float
     sim_timestep: float
     frame_skip: int
@@ -256,6 +254,15 @@ class _Reader:
             self.fail(key, f'a list of {n} numbers', value)
         return tuple(self.number(v, f'{key}[{i}]') for i, v in enumerate(value))
 
+    def per_joint(self, value, key, names, default):
+        """Read a number for all joints, or a mapping joint -> number (others: ``default``)."""
+        if isinstance(value, dict):
+            for k in value:
+                if k not in names:
+                    self.fail(f'{key}.{k}', f'a controlled joint {list(names)}', k)
+            return np.array([self.number(value.get(n, default), f'{key}.{n}') for n in names])
+        return np.full(len(names), self.number(value, key))
+
     def names(self, value, key, known, what):
         if not isinstance(value, list) or not value:
             self.fail(key, f'a non-empty list of {what}', value)
@@ -328,63 +335,6 @@ def _joints(r, data, model):
     return tuple(sorted(names))
 
 
-def _per_joint(r, value, key, names, default):
-    """Read a number for all joints, or a mapping joint -> number (others: ``default``)."""
-    if isinstance(value, dict):
-        for k in value:
-            if k not in names:
-                r.fail(f'{key}.{k}', f'a controlled joint {list(names)}', k)
-        return np.array([r.number(value.get(n, default), f'{key}.{n}') for n in names])
-    return np.full(len(names), r.number(value, key))
-
-
-def _actuation(r, control, names, joints, initial_q):
-    """Read the control section's actuator settings into an Actuation (maml_robot.actuation)."""
-    mode = control['mode']
-    if mode not in MODES:
-        r.fail('control.mode', f'one of {list(MODES)}', mode)
-    effort = np.array([j.effort for j in joints], dtype=float)
-    position = mode == 'position'
-    for key in POSITION_KEYS:
-        if key in control and not position:
-            r.fail(f'control.{key}', 'no such key in torque mode (set control.mode: position)',
-                   control[key])
-    if position and 'action_scale' not in control:
-        r.fail('control.action_scale', 'rad (m) of target per unit of action in position mode, '
-               'e.g. 0.25', 'missing')
-    scale = effort.copy()    # torque mode's default: a full action is the URDF effort limit
-    if 'action_scale' in control:
-        given = control['action_scale']
-        if isinstance(given, dict) and not position:   # joints not named keep the URDF limit
-            given = {**dict(zip(names, effort.tolist())), **given}
-        scale = _per_joint(r, given, 'control.action_scale', names, None)
-    if np.any(scale <= 0):
-        r.fail('control.action_scale', 'positive numbers', scale.tolist())
-    if not position and np.any(scale > effort * (1 + 1e-9)):
-        bad = [n for n, s, e in zip(names, scale, effort) if s > e * (1 + 1e-9)]
-        r.fail('control.action_scale', f'at most the URDF effort limit {effort.tolist()} '
-               '(torque mode: the effort of a full action)', f'larger for {bad}')
-    limits = np.array([(j.lower, j.upper) if j.type != 'continuous' and j.lower is not None
-                       else (-math.inf, math.inf) for j in joints], dtype=float)
-    zeros = np.zeros(len(names))
-    default = (_per_joint(r, control['default_joint_position'],
-                          'control.default_joint_position', names, 0.0)
-               if 'default_joint_position' in control else initial_q.copy())
-    if position and np.any((default < limits[:, 0]) | (default > limits[:, 1])):
-        r.fail('control.default_joint_position', f'positions within the URDF limits '
-               f'{limits.tolist()}', default.tolist())
-    kp = (_per_joint(r, control.get('kp'), 'control.kp', names, None) if position else zeros)
-    kd = (_per_joint(r, control.get('kd', 0.0), 'control.kd', names, 0.0) if position
-          else zeros)
-    if position and (np.any(kp <= 0) or np.any(kd < 0)):
-        r.fail('control.kp', 'kp > 0 and kd >= 0 for every joint', [kp.tolist(), kd.tolist()])
-    hold = control.get('hold', 'default' if position else 'zero')
-    if hold not in HOLDS[mode]:
-        r.fail('control.hold', f'one of {list(HOLDS[mode])} in {mode} mode', hold)
-    return Actuation(mode=mode, action_scale=scale, effort_limit=effort,
-                     position_limits=limits, default_position=default, kp=kp, kd=kd, hold=hold)
-
-
 def _split(r, name, spec, names, splits_data):
     key = f'dynamics.splits.{name}'
     r.mapping(spec, key, ('size', 'seed', 'ranges'), required=('ranges',))
@@ -445,7 +395,27 @@ def _dynamics(r, data, names, model):
             r.fail(f'dynamics.splits.{n}', 'a fixed split with size and seed', 'missing')
     if payload_link is None and any('payload' in s.ranges for s in splits.values()):
         r.fail('dynamics.payload_link', 'a link to carry the payload ranges', None)
+    _warn_inert_ranges(r, splits, [model.joints[n] for n in names], data)
     return payload_link, splits
+
+
+class ScenarioWarning(UserWarning):
+    """A scenario that loads but does not do what it says (e.g. a range that changes nothing)."""
+
+
+def _warn_inert_ranges(r, splits, joints, data):
+    """Warn about randomized quantities that are zero (or absent) on this robot."""
+    inert = {'damping_scale': ('every controlled joint has zero <dynamics damping> in the URDF',
+                               all(not j.damping for j in joints)),
+             'friction_scale': ('the scenario has no ground (sim.ground: false)',
+                                data['sim'].get('ground', True) is False)}
+    for param, (why, applies) in inert.items():
+        split = next((n for n, s in splits.items() if param in s.ranges), None)
+        if applies and split is not None:
+            warnings.warn(ScenarioWarning(
+                f'{r.file}: dynamics.splits.{split}.ranges.{param} varies a quantity that is '
+                f'zero here ({why}): it changes nothing; remove it or give the robot one'),
+                stacklevel=4)
 
 
 def build_scenario(data, path):
@@ -484,9 +454,9 @@ def build_scenario(data, path):
         r.fail('base.fixed', 'true or false', base['fixed'])
     init = r.mapping(data.get('initial_state', {}), 'initial_state',
                      ('joint_position', 'joint_position_noise', 'joint_velocity_noise'))
-    initial_q = _per_joint(r, init.get('joint_position', 0.0), 'initial_state.joint_position',
-                           names, 0.0)
-    actuation = _actuation(r, control, names, joints, initial_q)
+    initial_q = r.per_joint(init.get('joint_position', 0.0), 'initial_state.joint_position',
+                            names, 0.0)
+    actuation, uncontrolled = control_section(r, control, names, joints, initial_q)
     obs = data['observation']
     obs = r.names(obs, 'observation', set(OBSERVATION_TERMS), 'observation terms')
     reward = r.mapping(data['reward'], 'reward', REWARD_TERMS)
@@ -517,8 +487,8 @@ def build_scenario(data, path):
         velocity_limits=np.array([j.velocity or math.inf for j in joints]),
         position_limits=np.array([(j.lower, j.upper) if j.type != 'continuous'
                                   else (-math.inf, math.inf) for j in joints]),
-        actuation=actuation, control_rate_hz=rate, sim_timestep=timestep,
-        frame_skip=frame_skip, gravity=r.number(sim.get('gravity', -9.81), 'sim.gravity'),
+        actuation=actuation, uncontrolled=uncontrolled, control_rate_hz=rate,
+        sim_timestep=timestep, frame_skip=frame_skip, gravity=r.number(sim.get('gravity', -9.81), 'sim.gravity'),
         ground=ground,
         ground_friction=r.number(sim.get('ground_friction', 1.0), 'sim.ground_friction', 0),
         base_link=base['link'], base_fixed=base['fixed'],

@@ -190,3 +190,56 @@ def test_kuka_position_mode_holds_its_pose_under_gravity_and_torque_mode_does_no
     data['control'] = {'mode': 'torque', 'rate_hz': 25}
     motion, height = hold(_build(data, tmp_path), None)
     assert motion > 0.05 or height < 0.25, (motion, height)     # unpowered, it falls
+
+
+def _a1_front_left_only(tmp_path, uncontrolled):
+    data = _source(A1)
+    leg = ['FL_hip_joint', 'FL_lower_joint', 'FL_upper_joint']
+    data['joints'] = leg
+    for key in ('default_joint_position',):
+        data['control'][key] = {n: v for n, v in data['control'][key].items() if n in leg}
+    data['control']['uncontrolled'] = uncontrolled
+    data['initial_state']['joint_position'] = {
+        n: v for n, v in data['initial_state']['joint_position'].items() if n in leg}
+    data['dynamics']['splits']['ood']['ranges']['dead_joint']['joints'] = ['FL_hip_joint']
+    return _build(data, tmp_path, f'{uncontrolled}.yaml')
+
+
+def test_uncontrolled_joints_lock_or_move_freely(tmp_path):
+    import pybullet
+    motion = {}
+    for mode in ('lock', 'free'):
+        sc = _a1_front_left_only(tmp_path, mode)
+        assert sc.uncontrolled == mode and sc.act_dim == 3
+        world = World(sc)
+        try:
+            world.reset(np.random.default_rng(0))
+            for _ in range(50):
+                world.apply_action(np.zeros(3))
+                world.step()
+            cid, body = world.client_id, world.body_id
+            others = [i for i in range(pybullet.getNumJoints(body, physicsClientId=cid))
+                      if pybullet.getJointInfo(body, i, physicsClientId=cid)[2]
+                      != pybullet.JOINT_FIXED and i not in world._joints]
+            assert len(others) == 9
+            start = [min(max(0.0, info[8]), info[9]) for info in (  # the load pose, in limits
+                pybullet.getJointInfo(body, i, physicsClientId=cid) for i in others)]
+            motion[mode] = max(abs(s[0] - q) for s, q in zip(pybullet.getJointStates(
+                body, others, physicsClientId=cid), start))
+        finally:
+            world.close()
+    assert motion['lock'] < 0.02 and motion['free'] > 0.2, motion
+    with pytest.raises(ScenarioError, match='control.uncontrolled'):
+        _a1_front_left_only(tmp_path, 'loose')
+
+
+def test_a_range_over_a_quantity_the_robot_lacks_warns(tmp_path):
+    from maml_robot.scenario import ScenarioWarning
+    data = _source('reacher')           # no ground: friction changes nothing
+    data['dynamics']['splits']['train']['ranges']['friction_scale'] = [0.5, 1.5]
+    with pytest.warns(ScenarioWarning, match=r'train\.ranges\.friction_scale.*no ground'):
+        _build(data, tmp_path)
+    data = _source(A1)                  # the A1's URDF has no joint damping
+    data['dynamics']['splits']['train']['ranges']['damping_scale'] = [0.5, 2.0]
+    with pytest.warns(ScenarioWarning, match='damping_scale.*zero <dynamics damping>'):
+        _build(data, tmp_path)

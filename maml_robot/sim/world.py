@@ -16,6 +16,7 @@ _BASE_TERMS = ('base_height', 'base_pitch', 'base_orientation', 'base_planar_vel
                'base_linear_velocity', 'base_angular_velocity')
 ROBOT_FRICTION = 1.0  # lateral friction of every robot link; Bullet multiplies it by the ground's
 MAX_JOINT_VELOCITY = 1e4  # rad/s (m/s): effectively no clamp, see _index_joints
+LOCK_FORCE = 1e3  # N·m (N) holding a locked joint whose URDF gives no effort limit
 
 
 @contextlib.contextmanager
@@ -134,6 +135,7 @@ class World:
         # Free every joint: PyBullet's default velocity motors would otherwise hold them.
         pybullet.setJointMotorControlArray(body, moving, pybullet.VELOCITY_CONTROL,
                                            forces=[0.0] * len(moving), physicsClientId=cid)
+        self._lock_uncontrolled([i for i in moving if i not in self._joints])
         for link in range(-1, pybullet.getNumJoints(body, physicsClientId=cid)):
             pybullet.changeDynamics(body, link, lateralFriction=ROBOT_FRICTION,
                                     linearDamping=0.0, angularDamping=0.0, physicsClientId=cid)
@@ -146,6 +148,21 @@ class World:
         self._payload_index = (self._link_index[sc.payload_link] if sc.payload_link else None)
         # torque mode: effort = action * action_scale (<= the effort limit, checked at load)
         self._effort = sc.action_scale.astype(float)
+
+    def _lock_uncontrolled(self, others):
+        """``uncontrolled: lock``: hold the URDF's other moving joints at their position."""
+        if self.scenario.uncontrolled != 'lock' or not others:
+            return
+        cid, body = self._cid, self._body
+        infos = [pybullet.getJointInfo(body, i, physicsClientId=cid) for i in others]
+        # where they are at load, within their limits (Bullet reports lower > upper for none)
+        targets = [s[0] if info[8] > info[9] else min(max(s[0], info[8]), info[9])
+                   for s, info in zip(pybullet.getJointStates(body, others, physicsClientId=cid),
+                                      infos)]
+        forces = [info[10] or LOCK_FORCE for info in infos]
+        pybullet.setJointMotorControlArray(body, others, pybullet.POSITION_CONTROL,
+                                           targetPositions=targets, forces=forces,
+                                           physicsClientId=cid)
 
     def _read_nominal_dynamics(self):
         cid, body = self._cid, self._body
