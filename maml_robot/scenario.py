@@ -488,8 +488,8 @@ def build_scenario(data, path):
         position_limits=np.array([(j.lower, j.upper) if j.type != 'continuous'
                                   else (-math.inf, math.inf) for j in joints]),
         actuation=actuation, uncontrolled=uncontrolled, control_rate_hz=rate,
-        sim_timestep=timestep, frame_skip=frame_skip, gravity=r.number(sim.get('gravity', -9.81), 'sim.gravity'),
-        ground=ground,
+        sim_timestep=timestep, frame_skip=frame_skip,
+        gravity=r.number(sim.get('gravity', -9.81), 'sim.gravity'), ground=ground,
         ground_friction=r.number(sim.get('ground_friction', 1.0), 'sim.ground_friction', 0),
         base_link=base['link'], base_fixed=base['fixed'],
         base_position=r.vector(base.get('position', [0, 0, 0]), 'base.position', 3),
