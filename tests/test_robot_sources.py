@@ -117,3 +117,33 @@ def test_launch_gives_the_sim_the_checkpoints_own_robot(tmp_path):
     assert sc.urdf_path == Path(pybullet_data.getDataPath(), 'a1/a1.urdf').resolve()
     args = argparse.Namespace(checkpoint='reacher', scenario=None)
     assert sim_scenario(args, tmp_path) == ('reacher', 'torque')
+
+
+def test_train_flags_and_resume_from_another_directory(tmp_path):
+    import os
+    import subprocess
+    import sys
+    root = Path(__file__).resolve().parent.parent
+    mine = tmp_path / 'project'
+    mine.mkdir()
+    data = yaml.safe_load(Path(load_scenario('reacher').path).read_text())
+    data['urdf'] = str(load_scenario('reacher').urdf_path)
+    (mine / 'arm.yaml').write_text(yaml.safe_dump(data))
+    env = {**os.environ, 'PYTHONPATH': str(root)}
+
+    def train(cwd, *extra):
+        return subprocess.run(
+            [sys.executable, '-m', 'maml_robot.cli', 'train', '--out', str(tmp_path / 'run'),
+             '--workers', '1', '--no-progress', *extra], cwd=cwd, env=env,
+            capture_output=True, text=True, timeout=300)
+    first = train(mine, '--scenario', 'arm.yaml', '--iterations', '1', '--tasks', '2',
+                  '--rollouts', '2', '--horizon', '10')
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert 'no training recipe for scenario' in first.stderr
+    saved = yaml.safe_load((tmp_path / 'run' / 'config.yaml').read_text())
+    assert saved['scenario'] == str(mine / 'arm.yaml')      # stored absolute
+    assert (saved['tasks_per_iteration'], saved['rollouts_per_task'], saved['horizon']) == \
+        (2, 2, 10)
+    again = train(tmp_path, '--resume', '--iterations', '2')  # from another directory
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert 'trained 2 iterations' in again.stdout
