@@ -243,3 +243,29 @@ def test_a_range_over_a_quantity_the_robot_lacks_warns(tmp_path):
     data['dynamics']['splits']['train']['ranges']['damping_scale'] = [0.5, 2.0]
     with pytest.warns(ScenarioWarning, match='damping_scale.*zero <dynamics damping>'):
         _build(data, tmp_path)
+
+
+def test_position_mode_reference_controllers_fit_the_robot():
+    from maml_robot.envs import MetaRobotEnv
+    from maml_robot.envs.controllers import controller_kind, make_controller, rollout
+    kuka, a1 = load_scenario('kuka_reach'), load_scenario(A1)
+    assert controller_kind(kuka) == 'pose (IK to the goal)'
+    assert controller_kind(a1) == 'pose (stand)'
+    assert controller_kind(load_scenario('reacher')) == 'Jacobian-transpose PD reacher'
+    env = MetaRobotEnv(kuka)
+    try:
+        task = sample_tasks(kuka, 1, 'test')[0]
+        zero = rollout(env, lambda obs: np.zeros(kuka.act_dim), task, 0)
+        nominal = rollout(env, make_controller(kuka), task, 0)
+        oracle = rollout(env, make_controller(kuka, task), task, 0)
+        # IK reaches the goal; knowing the calibration offsets reaches it better
+        assert oracle > nominal > zero, (oracle, nominal, zero)
+        env.reset(seed=0, options={'task': Task()})
+        controller = make_controller(kuka)
+        obs, *_ = env.reset(seed=1)
+        for _ in range(kuka.episode_steps - 1):
+            obs, reward, *_ = env.step(controller(obs))
+        distance = float(np.linalg.norm(obs[-3:]))       # goal_minus_ee (nominal: no noise)
+        assert distance < 0.06, f'the nominal arm ends {distance:.3f} m from its goal'
+    finally:
+        env.close()

@@ -5,7 +5,7 @@ import time
 
 from maml_robot.dynamics import Task
 from maml_robot.envs import MetaRobotEnv
-from maml_robot.envs.controllers import make_controller, rollout
+from maml_robot.envs.controllers import controller_kind, make_controller, rollout
 import numpy as np
 
 HELP = ('Roll out a fixed controller under sampled dynamics of each split (train, test, ood) '
@@ -44,7 +44,7 @@ def show(name, splits, tasks, seed, out=print):
     env = MetaRobotEnv(name)
     sc = env.scenario
     try:
-        kind = 'Jacobian-transpose PD reacher' if sc.goal_radius else 'open-loop sine gait'
+        kind = controller_kind(sc)
         out(f'\n== {sc.name}: {len(sc.joint_names)} joints, {sc.episode_steps} steps at '
             f'{sc.control_rate_hz:g} Hz; controller: {kind} ==')
         out(f'{"split":<6} {"#":>2} {"nominal":>9} {"oracle":>9} {"zero":>9}  what changed')
@@ -103,7 +103,8 @@ def run(args):
     start = time.perf_counter()
     print('Returns of one episode per task: "nominal" = a controller tuned for the nominal '
           'dynamics,\n"oracle" = the same controller told the true task (undoes reversed/weak '
-          'motors and\ncalibration offsets), "zero" = no torque. Split "-" is the nominal robot.')
+          'motors and\ncalibration offsets), "zero" = a zero action (no torque; the default '
+          'pose in position mode).\nSplit "-" is the nominal robot.')
     checkpoint = None
     if args.policy is not None:
         from maml_robot.checkpoint import load_checkpoint

@@ -145,20 +145,78 @@ class PolicyController:
         return np.clip(mean.double().numpy() * self.gain, -1.0, 1.0)
 
 
+class PoseController:
+    """
+    Position mode's reference: command a pose and let the robot's PD loop track it.
+
+    A 3-D reaching scenario commands the joint angles that put the tip on the goal (inverse
+    kinematics of the URDF chain, solved once per goal); any other robot holds its default pose
+    (a legged robot stands). The oracle version adds the task's calibration offsets to the
+    targets, so the TRUE pose is the one wanted (the PD tracks the encoder, which reads true +
+    offset); weak motors and payloads still make the PD sag, as on the robot.
+
+    :param scenario: a position-mode scenario.
+    :param task: the true Task for the oracle; None for the nominal controller.
+    """
+
+    def __init__(self, scenario, task=None):
+        act = scenario.actuation
+        self.default, self.scale = act.default_position, act.action_scale
+        self.offset, _ = _corrections(scenario, task)
+        self.chain = (scenario.kinematics or {}).get('chain') \
+            if scenario.goal_region is not None else None
+        self._goal, self._pose = None, self.default
+        if self.chain is not None:
+            layout = observation_layout(scenario)
+            self.goal = [layout.index(f'goal.{a}') for a in 'xyz']
+            self.cos = [layout.index(f'cos[{n}]') for n in scenario.joint_names]
+            self.sin = [layout.index(f'sin[{n}]') for n in scenario.joint_names]
+
+    def __call__(self, obs):
+        """Return the normalized action (J,) whose target is the wanted pose."""
+        if self.chain is not None:
+            goal = np.asarray(obs)[self.goal]
+            if self._goal is None or not np.allclose(goal, self._goal):
+                self._goal, self._pose = goal, self._solve(goal)
+        return np.clip((self._pose + self.offset - self.default) / self.scale, -1.0, 1.0)
+
+    def _solve(self, goal):
+        pose = self.default.copy()
+        index = list(self.chain.joint_index)
+        q, _ = self.chain.solve_position(goal[None], self.default[index][None])
+        pose[index] = q[0]
+        return pose
+
+
 def make_controller(scenario, task=None, checkpoint=None):
     """
     Return the reference controller of a scenario (oracle when ``task`` is given).
 
-    With a loaded ``checkpoint`` the controller is that policy (:class:`PolicyController`).
+    Which fits which robot: position mode, :class:`PoseController` (IK to the goal for 3-D
+    reaching, else the default pose); torque mode, the planar reacher's Jacobian-transpose PD
+    (:class:`ReacherController`) or an open-loop sine gait (:class:`GaitController`). With a
+    loaded ``checkpoint`` the controller is that policy (:class:`PolicyController`).
     """
     if checkpoint is not None:
         return PolicyController(checkpoint, scenario, task)
+    return CONTROLLERS[controller_kind(scenario)](scenario, task)
+
+
+def controller_kind(scenario):
+    """Return the name of the reference controller that fits ``scenario``."""
+    if scenario.control_mode == 'position':
+        return 'pose (IK to the goal)' if scenario.goal_region is not None else 'pose (stand)'
     if scenario.kinematics is not None and scenario.goal_radius is not None:
-        return ReacherController(scenario, task)
+        return 'Jacobian-transpose PD reacher'
     if scenario.goal_region is not None:
-        raise ValueError(f'no reference controller for 3-D reaching ({scenario.name!r}) yet: '
-                         'pass a checkpoint')
-    return GaitController(scenario, task)
+        raise ValueError(f'no torque-mode reference controller for 3-D reaching '
+                         f'({scenario.name!r}): use control.mode: position, or pass a checkpoint')
+    return 'open-loop sine gait'
+
+
+CONTROLLERS = {'pose (IK to the goal)': PoseController, 'pose (stand)': PoseController,
+               'Jacobian-transpose PD reacher': ReacherController,
+               'open-loop sine gait': GaitController}
 
 
 def rollout(env, controller, task, seed):
