@@ -1,5 +1,6 @@
 """adapter_node: lifecycle node that runs a meta-policy and adapts it online (thin over online)."""
 
+import dataclasses
 import math
 import sys
 import threading
@@ -9,6 +10,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PointStamped
 from maml_robot.online import (load_adapter, MODE_BAD_ACTION, MODE_BAD_OBS, MODE_STALE,
                                OnlineConfig)
+from maml_robot.online.trigger import ACT, DROP, StateTrigger
 from maml_robot.ros import conversions
 from maml_robot.ros.params import declare_all, Param, read_all
 from maml_robot.ros.spin import run_node
@@ -77,9 +79,6 @@ class AdapterNode(LifecycleNode):
         self._joints = None          # (position, velocity) in checkpoint order
         self._joints_time = None     # node-clock seconds at receipt
         self._joints_wall = None     # perf_counter at receipt (latency)
-        self._last_state_stamp = None  # stamp of the last state that triggered a command
-        self._last_command_time = -math.inf   # node-clock time of the last command
-        self._pending_stamp = None   # state-triggered: a state waiting for its step's reward
         self._goal = None
         self._odom = None
         self._rewards = []
@@ -116,6 +115,8 @@ class AdapterNode(LifecycleNode):
         if period and abs(self.period - period) > 1e-6:
             self.get_logger().warning(f'control period {self.period:.4f}s differs from the '
                                       f'{period:.4f}s the policy was trained at')
+        self._sim_time = bool(self.get_parameter('use_sim_time').value)
+        self._trigger = StateTrigger(self.period, resync_after=values['state_timeout'])
         self._create_entities(values)
         self.get_logger().info(
             f'loaded {values["checkpoint"]}: joints {list(spec.joint_names)}, '
@@ -161,7 +162,7 @@ class AdapterNode(LifecycleNode):
         arriving still get the hold command within ``state_timeout``.
         """
         self.adapter.set_estop(self.adapter.estop)   # restart the ramp-in, keep a latched stop
-        self._last_state_stamp, self._last_command_time = None, -math.inf
+        self._trigger.restart()
         self._timer = self.create_timer(self.period, self._on_timer)
         self._diag_timer = self.create_timer(self.values['diagnostics_period'],
                                              self._publish_diagnostics)
@@ -210,31 +211,27 @@ class AdapterNode(LifecycleNode):
     def _now(self):
         return self.get_clock().now().nanoseconds * 1e-9
 
+    def _monotonic(self):
+        """Return the clock the command rate is judged on: sim time, else time.monotonic()."""
+        return self._now() if self._sim_time else time.monotonic()
+
     def _on_joints(self, msg):
         try:
             joints = conversions.joint_arrays(msg, self.adapter.spec.joint_names)
         except ValueError as err:
             self._log_input_error(f'bad joint_states: {err}')
             joints = None
+        stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+        with self._lock:     # with a reward topic: act once this step's reward is in too
+            waiting = self.values['reward_source'] == 'topic' and not self._rewards
+        decision = self._trigger.on_state(stamp, self._monotonic(), reward_ready=not waiting)
+        if decision == DROP:
+            return          # out of order or a repeated stamp: counted in /diagnostics
         with self._lock:
             self._joints, self._joints_time = joints, self._now()
             self._joints_wall = time.perf_counter()
-        if self._state_triggered and self._timer is not None:
-            stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
-            stamp = stamp or self._joints_time
-            with self._lock:
-                waiting = self.values['reward_source'] == 'topic' and not self._rewards
-                self._pending_stamp = stamp if waiting else None
-            if not waiting:     # with a reward topic: act once this step's reward is in too
-                self._on_state(stamp)
-
-    def _on_state(self, stamp):
-        """State-triggered control: act on this state unless one acted < 0.75 period ago."""
-        last = self._last_state_stamp
-        if last is not None and 0.0 <= stamp - last < 0.75 * self.period:
-            return
-        self._last_state_stamp = stamp
-        self._control_step()
+        if decision == ACT and self._state_triggered and self._timer is not None:
+            self._control_step()
 
     def _log_input_error(self, text):
         """Log a new kind of input error at once, a repeated one at most once a second."""
@@ -260,9 +257,9 @@ class AdapterNode(LifecycleNode):
     def _on_reward(self, msg):
         with self._lock:
             self._rewards.append(float(msg.data))
-            pending, self._pending_stamp = self._pending_stamp, None
-        if pending is not None and self._timer is not None:
-            self._on_state(pending)     # the state came first: its command goes out now
+        if self._trigger.on_reward(self._monotonic()) and self._state_triggered \
+                and self._timer is not None:
+            self._control_step()     # the state came first: its command goes out now
 
     def _on_episode_start(self, msg):
         with self._lock:
@@ -289,16 +286,18 @@ class AdapterNode(LifecycleNode):
 
     # ------------------------------------------------------------------------- control
     def _on_timer(self):
-        if (not self._state_triggered
-                or self._now() - self._last_command_time > 1.5 * self.period):
+        if not self._state_triggered:
+            self._control_step()
+            return
+        now = self._monotonic()
+        if self._trigger.standby_due(now):     # the state stream stopped or is too slow
+            self._trigger.on_command(now)
             self._control_step()
 
     def _control_step(self):
-        self._pending_stamp = None
         state, age, reward, reset, wall = self._take_inputs()
         cmd = self.adapter.act(state, age, reward, episode_start=reset)
         self.command_pub.publish(conversions.command_msg(cmd.effort))
-        self._last_command_time = self._now()
         if wall is not None and cmd.mode != MODE_STALE:
             self.latencies.append(time.perf_counter() - wall)
             del self.latencies[:-2000]
@@ -319,6 +318,8 @@ class AdapterNode(LifecycleNode):
 
     def _publish_diagnostics(self):
         stats = dict(self.adapter.stats)
+        stats.update({f'trigger_{k}': v for k, v in
+                      dataclasses.asdict(self._trigger.stats).items()})
         lat = np.asarray(self.latencies[-500:]) * 1e3
         status = DiagnosticStatus(name='maml_robot/adapter', hardware_id='adapter_node')
         status.level = DiagnosticStatus.OK
