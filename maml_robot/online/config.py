@@ -104,6 +104,8 @@ class AdapterSpec:
     """Seconds per control step in training (0 if unknown)."""
     needs: tuple = ()
     """Extra RobotState sources the observation needs: 'goal' and/or 'odom'."""
+    position_limits: Optional[np.ndarray] = None
+    """(J, 2) lower, upper joint positions (±inf: continuous); None = not checked."""
 
 
 @dataclass
