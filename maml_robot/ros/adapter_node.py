@@ -2,6 +2,7 @@
 
 import dataclasses
 import math
+import re
 import sys
 import threading
 import time
@@ -10,6 +11,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PointStamped
 from maml_robot.online import (load_adapter, MODE_BAD_ACTION, MODE_BAD_OBS, MODE_STALE,
                                OnlineConfig)
+from maml_robot.online.inputs import check_joint_positions, position_bounds
 from maml_robot.online.trigger import ACT, DROP, StateTrigger
 from maml_robot.ros import conversions
 from maml_robot.ros.params import declare_all, Param, read_all
@@ -117,6 +119,8 @@ class AdapterNode(LifecycleNode):
                                       f'{period:.4f}s the policy was trained at')
         self._sim_time = bool(self.get_parameter('use_sim_time').value)
         self._trigger = StateTrigger(self.period, resync_after=values['state_timeout'])
+        limits = spec.position_limits
+        self._bounds = None if limits is None else position_bounds(limits)
         self._create_entities(values)
         self.get_logger().info(
             f'loaded {values["checkpoint"]}: joints {list(spec.joint_names)}, '
@@ -218,6 +222,7 @@ class AdapterNode(LifecycleNode):
     def _on_joints(self, msg):
         try:
             joints = conversions.joint_arrays(msg, self.adapter.spec.joint_names)
+            check_joint_positions(joints[0], self.adapter.spec.joint_names, self._bounds)
         except ValueError as err:
             self._log_input_error(f'bad joint_states: {err}')
             joints = None
@@ -235,8 +240,9 @@ class AdapterNode(LifecycleNode):
 
     def _log_input_error(self, text):
         """Log a new kind of input error at once, a repeated one at most once a second."""
-        if text != self._last_error:
-            self._last_error = text
+        kind = re.sub(r'-?\d[\d.e+-]*', '#', text)     # the same error with other numbers
+        if kind != self._last_error:
+            self._last_error = kind
             self.get_logger().error(text)
         else:
             self.get_logger().error(text, throttle_duration_sec=1.0)
