@@ -53,6 +53,10 @@ class OnlineConfig:
     """A drop also has to exceed this many standard errors of the difference of the two mean
     returns (episode returns vary with the goal and start state); 1.64 keeps the chance of
     rolling back an update that changed nothing near 5 %; 0 judges on the margins alone."""
+    reward_limit: float = 1e6
+    """Largest plausible |reward| of one step: a larger (or non-finite) reward drops the running
+    episode like a broken sensor, so returns, and the references the rollback and divergence
+    guards compare with, stay finite and bounded."""
     synchronous: bool = False
     """Run updates inline in act() (deterministic tests); False runs them on their own thread."""
 
@@ -67,7 +71,7 @@ class OnlineConfig:
             value = getattr(self, name)
             if int(value) != value or value < 0:
                 raise ValueError(f'{name} must be an integer >= 0, got {value!r}')
-        for name in ('state_timeout', 'max_param_delta'):
+        for name in ('state_timeout', 'max_param_delta', 'reward_limit'):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f'{name} must be a finite number > 0, got {value!r}')

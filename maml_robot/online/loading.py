@@ -117,7 +117,7 @@ def load_adapter(checkpoint, config: OnlineConfig, *, persist_path='', seed=0, l
     scenario = scenario_of(ckpt)
     spec = spec_from_checkpoint(ckpt, scenario)
     fingerprint = params_fingerprint(ckpt.params)
-    initial = persist_fn = None
+    initial = persist_fn = reference = None
     if persist_path:
         persist_path = Path(persist_path).expanduser()
         if persist_path.exists():
@@ -128,11 +128,24 @@ def load_adapter(checkpoint, config: OnlineConfig, *, persist_path='', seed=0, l
                                  f'meta-policy ({origin}, this one is {fingerprint}); delete it '
                                  'or set another persist_path')
             initial = saved.params
+            reference = _saved_reference(saved.training, log)
             log(f'resuming {saved.training.get("adaptations", "?")} adaptations from '
                 f'{persist_path}')
         persist_fn = _saver(persist_path, ckpt, fingerprint)
     return OnlineAdapter(ckpt.make_policy(), ckpt.params, spec, config, seed=seed,
-                         initial_params=initial, persist_fn=persist_fn, log=log)
+                         initial_params=initial, persist_fn=persist_fn, log=log,
+                         reference=reference)
+
+
+def _saved_reference(training, log):
+    """Return the persisted (mean, variance) of the meta-policy's returns, or None."""
+    mean, var = training.get('meta_return'), training.get('meta_return_var')
+    if isinstance(mean, (int, float)) and isinstance(var, (int, float)) \
+            and math.isfinite(mean) and math.isfinite(var):
+        return float(mean), float(var)
+    log('the persisted file holds no meta-policy return: the divergence guard (revert to the '
+        'meta-policy) is off in this run; delete the persist file to measure it again')
+    return None
 
 
 def fresh_checkpoint(scenario, seed: int = 0, hidden_sizes=(64, 64)):
