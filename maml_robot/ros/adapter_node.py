@@ -14,7 +14,7 @@ from maml_robot.online import (load_adapter, MODE_BAD_ACTION, MODE_BAD_OBS, MODE
 from maml_robot.online.inputs import check_joint_positions, position_bounds
 from maml_robot.online.trigger import ACT, DROP, StateTrigger
 from maml_robot.ros import conversions
-from maml_robot.ros.params import declare_all, Param, read_all
+from maml_robot.ros.params import check_value, declare_all, find_param, Param, read_all
 from maml_robot.ros.spin import run_node
 from nav_msgs.msg import Odometry
 import numpy as np
@@ -62,6 +62,9 @@ PARAMETERS = (
 CONFIG_FIELDS = ('adapt', 'inner_steps', 'rollouts_per_step', 'episode_steps', 'state_timeout',
                  'max_param_delta', 'rate_limit', 'ramp_in_steps', 'fade_in_steps',
                  'accept_window', 'rollback_margin', 'divergence_margin', 'rollback_z')
+# applied at once when set while configured; any other change waits for the next configure
+LIVE_FIELDS = ('adapt', 'state_timeout', 'max_param_delta', 'rate_limit', 'rollback_margin',
+               'divergence_margin', 'rollback_z')
 
 
 class AdapterNode(LifecycleNode):
@@ -71,6 +74,7 @@ class AdapterNode(LifecycleNode):
         """Declare the parameters (a bad value raises ValueError naming it)."""
         super().__init__('adapter_node', **kwargs)
         declare_all(self, PARAMETERS)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
         self.adapter = None
         self._timer = None
         self._entities = []
@@ -210,6 +214,36 @@ class AdapterNode(LifecycleNode):
                     break
         self._entities = []
         self.adapter = None
+
+    def _on_set_parameters(self, params):
+        """Apply a runtime change or refuse it (successful=False, with the reason)."""
+        from rcl_interfaces.msg import SetParametersResult
+        try:
+            changes = {p.name: check_value(find_param(PARAMETERS, p.name), p.value)
+                       for p in params}
+            if self.adapter is None:
+                check_unconfigured_change(changes)
+            else:
+                self._apply_live(changes)
+        except ValueError as err:
+            self.get_logger().warning(f'parameter change refused: {err}')
+            return SetParametersResult(successful=False, reason=str(err))
+        return SetParametersResult(successful=True)
+
+    def _apply_live(self, changes):
+        """Apply changes of LIVE_FIELDS to the running adapter; ValueError for the others."""
+        frozen = sorted(set(changes) - set(LIVE_FIELDS))
+        if frozen:
+            raise ValueError(f'{", ".join(frozen)} cannot change while the node is configured '
+                             f'(only {", ".join(LIVE_FIELDS)} can): deactivate and clean up the '
+                             'node, set it, then configure and activate again')
+        config = dataclasses.replace(self.adapter.config, **changes)   # validates
+        self.adapter.config = config
+        if 'adapt' in changes:
+            self.adapter.set_adaptation(config.adapt)
+        self._trigger.resync_after = config.state_timeout
+        self.values.update(changes)
+        self.get_logger().info(f'parameters changed: {changes}')
 
     # --------------------------------------------------------------------------- inputs
     def _now(self):
@@ -364,6 +398,15 @@ class AdapterNode(LifecycleNode):
         response.message = 'e-stop ' + ('engaged (latched)' if request.data else 'released')
         self.get_logger().warning(response.message)
         return response
+
+
+def check_unconfigured_change(changes):
+    """Refuse a change that would fail the next configure (a checkpoint file that is missing)."""
+    from maml_robot.online import resolve_checkpoint
+    name = changes.get('checkpoint')
+    if name is not None and not resolve_checkpoint(name).is_file():
+        raise ValueError(f'checkpoint {name!r}: no such file; give a .safetensors path or a '
+                         'shipped model name (maml_robot/models)')
 
 
 def _autostart(node):
