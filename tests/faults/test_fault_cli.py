@@ -54,7 +54,7 @@ def test_set_refuses_unknown_names_and_bad_values(item, match):
 
 
 @pytest.mark.parametrize('command, item, match', [
-    ('adapt', 'control_rate_hz=abc', "control_rate_hz"),
+    ('adapt', 'control_rate_hz=abc', 'control_rate_hz'),
     ('adapt', 'max_parm_delta=1e-3', 'unknown parameter'),
     ('sim', 'real_time_factor=fast', 'real_time_factor'),
     ('sim', 'task_splitt=ood', "unknown parameter 'task_splitt'"),

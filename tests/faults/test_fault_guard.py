@@ -17,7 +17,7 @@ torch.set_num_threads(1)
 
 
 def shift_step(policy, params, episodes, lr, **kw):
-    """A fake inner step: a small deterministic change of the parameters."""
+    """Change the parameters a little, deterministically (a fake inner step)."""
     return {k: v + 0.01 for k, v in params.items()}
 
 

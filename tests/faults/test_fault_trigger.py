@@ -12,7 +12,7 @@ STATE_HZ = 1000           # fed with 1 kHz joint_states
 
 
 def stamps(pattern, n, rng):
-    """Return n header stamps (s; None = unstamped) of one second of a 1 kHz stream."""
+    """Return n header times (s; None = unstamped) of one second of a 1 kHz stream."""
     t = 100.0 + np.arange(n) / STATE_HZ
     if pattern == 'backwards':
         return list(1000.0 - np.arange(n) / STATE_HZ)
