@@ -52,6 +52,8 @@ PARAMETERS = (
           0.0, 100.0),
     Param('rollback_z', 1.64, 'standard errors a drop must also exceed; 0 = margins only',
           0.0, 10.0),
+    Param('reward_limit', 1e6, 'largest plausible |reward| of a step; beyond: episode dropped',
+          1e-6, 1e300),
     Param('device', 'cpu', 'torch device of the online policy', choices=('cpu', 'auto')),
     Param('torch_threads', 1, 'torch intra-op threads', 1, 256),
     Param('persist_path', '', 'save accepted adapted parameters here; resume on restart'),
@@ -61,10 +63,11 @@ PARAMETERS = (
 )
 CONFIG_FIELDS = ('adapt', 'inner_steps', 'rollouts_per_step', 'episode_steps', 'state_timeout',
                  'max_param_delta', 'rate_limit', 'ramp_in_steps', 'fade_in_steps',
-                 'accept_window', 'rollback_margin', 'divergence_margin', 'rollback_z')
+                 'accept_window', 'rollback_margin', 'divergence_margin', 'rollback_z',
+                 'reward_limit')
 # applied at once when set while configured; any other change waits for the next configure
 LIVE_FIELDS = ('adapt', 'state_timeout', 'max_param_delta', 'rate_limit', 'rollback_margin',
-               'divergence_margin', 'rollback_z')
+               'divergence_margin', 'rollback_z', 'reward_limit')
 
 
 class AdapterNode(LifecycleNode):
