@@ -361,8 +361,10 @@ class AdapterNode(LifecycleNode):
 
     def _publish_diagnostics(self):
         stats = dict(self.adapter.stats)
+        timer_only = ('commands', 'decimated')   # in timer mode states trigger no command
         stats.update({f'trigger_{k}': v for k, v in
-                      dataclasses.asdict(self._trigger.stats).items()})
+                      dataclasses.asdict(self._trigger.stats).items()
+                      if self._state_triggered or k not in timer_only})
         lat = np.asarray(self.latencies[-500:]) * 1e3
         status = DiagnosticStatus(name='maml_robot/adapter', hardware_id='adapter_node')
         status.level = DiagnosticStatus.OK

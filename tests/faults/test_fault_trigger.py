@@ -84,7 +84,7 @@ def test_node_command_rate_under_bad_stamps(tmp_path, pattern):
                                control_rate_hz=1.0 / PERIOD)
     try:
         adapter.start()
-        for i, stamp in enumerate(stamps(pattern, STATE_HZ, np.random.default_rng(1))):
+        for stamp in stamps(pattern, STATE_HZ, np.random.default_rng(1)):
             adapter.clock[0] += 1.0 / STATE_HZ
             adapter.send(stamp)
         count = len(adapter.commands)
@@ -92,5 +92,24 @@ def test_node_command_rate_under_bad_stamps(tmp_path, pattern):
         if pattern in ('wall', 'jitter'):
             assert count >= 0.8 / PERIOD
         assert all(np.all(np.isfinite(c)) for c in adapter.commands)
+    finally:
+        adapter.close()
+
+
+def test_dropped_states_are_counted_in_diagnostics(tmp_path):
+    adapter = InProcessAdapter(fresh_checkpoint(tmp_path / 'c.safetensors'),
+                               control_rate_hz=1.0 / PERIOD)
+    try:
+        adapter.start()
+        for stamp in (10.0, 10.04, 10.02, 10.04, 10.08):
+            adapter.clock[0] += PERIOD
+            adapter.send(stamp)
+        published = []
+        adapter.node.diag_pub.publish = published.append
+        adapter.node._publish_diagnostics()
+        values = {kv.key: kv.value for kv in published[0].status[0].values}
+        assert values['trigger_out_of_order'] == '1'
+        assert values['trigger_duplicate_stamps'] == '1'
+        assert values['trigger_commands'] == '3' == str(len(adapter.commands))
     finally:
         adapter.close()
