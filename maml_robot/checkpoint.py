@@ -113,6 +113,10 @@ def _check_tensors(kind, tensors, shapes):
         t = tensors[name]
         if not torch.is_tensor(t):
             raise CheckpointError(f'checkpoint {kind} {name!r} is not a tensor')
+        if t.dtype != torch.float32:
+            raise CheckpointError(f'checkpoint {kind} {name!r} has dtype {t.dtype} but '
+                                  f'maml_robot checkpoints hold torch.float32 tensors; convert '
+                                  f'them (tensor.float()) and save again')
         if tuple(t.shape) != tuple(shape):
             raise CheckpointError(f'checkpoint {kind} {name!r} has shape {tuple(t.shape)} but the '
                                   f'policy config needs {tuple(shape)}')

@@ -90,7 +90,7 @@ def run(args):
     from maml_robot import baselines, sb3_bridge
     from maml_robot.results import write_json
 
-    torch.set_num_threads(max(1, args.torch_threads))
+    torch.set_num_threads(args.torch_threads)
     source = baselines.EnvSource.from_scenario(args.scenario)
     policy_config, lr, inner_kwargs = _network_and_inner(args, source)
     ppo = sb3_bridge.PPOConfig(n_envs=args.n_envs)

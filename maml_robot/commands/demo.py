@@ -6,6 +6,8 @@ from pathlib import Path
 import threading
 import time
 
+from maml_robot.commands.arguments import domain_id
+
 HELP = ('sim robot with unseen dynamics + online adapter over real ROS 2 topics; prints the '
         'return per episode and plots it')
 MODEL = Path(__file__).resolve().parent.parent / 'models' / 'reacher.safetensors'
@@ -28,7 +30,7 @@ def add_arguments(parser):
     parser.add_argument('--trigger', default='state', choices=('state', 'timer'),
                         help="the adapter's trigger: a command per joint_states message "
                              '(default) or per timer tick')
-    parser.add_argument('--domain-id', type=int, default=None,
+    parser.add_argument('--domain-id', type=domain_id, default=None,
                         help='ROS_DOMAIN_ID (default: one derived from the process id)')
     parser.add_argument('--seed', type=int, default=0,
                         help="seed of the sim's start poses, goals and sensor noise and of the "

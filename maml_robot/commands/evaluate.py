@@ -5,6 +5,8 @@ import os
 from pathlib import Path
 import sys
 
+from maml_robot.commands.arguments import positive_int
+
 HELP = ('Evaluate checkpoints on the test/ood split: returns after 0..K inner steps with '
         'bootstrap CIs, normalized score, negative-adaptation rate; JSON/CSV/markdown/PNG.')
 
@@ -36,7 +38,7 @@ def add_common_arguments(parser):
     parser.add_argument('--max-envs', type=int, default=64,
                         help='environments the sampler keeps alive (about 30 MB each); tasks '
                              'are rolled out in waves of max-envs // R (default: 64)')
-    parser.add_argument('--torch-threads', type=int, default=1,
+    parser.add_argument('--torch-threads', type=positive_int, default=1,
                         help='torch threads of the main process (default: 1; the networks are '
                              'tiny and more threads only contend with the env workers)')
     parser.add_argument('--device', default='auto',
@@ -135,7 +137,7 @@ def run(args):
     from maml_robot.results import Report
     from maml_robot.scenario import checkpoint_reference
 
-    torch.set_num_threads(max(1, args.torch_threads))
+    torch.set_num_threads(args.torch_threads)
     first = load_checkpoint(args.checkpoint[0])
     scenario = args.scenario or checkpoint_reference(first.scenario_name, first.scenario)
     baseline_results = load_baseline_results(args.baselines)

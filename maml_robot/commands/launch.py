@@ -4,6 +4,7 @@ from pathlib import Path
 import tempfile
 import time
 
+from maml_robot.commands.arguments import domain_id
 from maml_robot.ros import launcher
 
 HELP = 'start sim_node and adapter_node together (like ros2 launch maml_robot sim_adapt)'
@@ -23,7 +24,7 @@ def add_arguments(parser):
     parser.add_argument('--task-split', default='test', help='nominal, train, test or ood')
     parser.add_argument('--task-index', type=int, default=0)
     parser.add_argument('--real-time-factor', type=float, default=1.0)
-    parser.add_argument('--domain-id', type=int, default=None, help='ROS_DOMAIN_ID to use')
+    parser.add_argument('--domain-id', type=domain_id, default=None, help='ROS_DOMAIN_ID to use')
 
 
 def sim_scenario(args, folder):

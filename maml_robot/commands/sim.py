@@ -1,5 +1,6 @@
 """``maml-robot sim``: run sim_node from its params file (what ``ros2 run`` does with a distro)."""
 
+from maml_robot.commands.arguments import domain_id
 from maml_robot.ros import launcher
 
 HELP = 'run the PyBullet sim node (ROS 2) from config/sim.yaml plus overrides'
@@ -11,7 +12,7 @@ def add_node_arguments(parser, params_file, example):
                         help=f'ROS 2 params file (repeatable); default: {params_file}')
     parser.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
                         help=f'override one parameter, e.g. --set {example}')
-    parser.add_argument('--domain-id', type=int, default=None, help='ROS_DOMAIN_ID to use')
+    parser.add_argument('--domain-id', type=domain_id, default=None, help='ROS_DOMAIN_ID to use')
 
 
 def add_arguments(parser):
@@ -21,7 +22,8 @@ def add_arguments(parser):
 
 def run_node(node, args):
     """Run ``node`` in a child process until it exits or Ctrl-C; return its exit code."""
-    argv = launcher.node_command(node, args.params_file, launcher.parse_overrides(args.set))
+    overrides = launcher.parse_overrides(args.set, launcher.node_parameters(node))
+    argv = launcher.node_command(node, args.params_file, overrides)
     with launcher.NodeProcesses(args.domain_id) as procs:
         proc = procs.start(node, argv)
         try:

@@ -8,6 +8,7 @@ import signal
 import sys
 import threading
 
+from maml_robot.commands.arguments import positive_int
 from maml_robot.sampler import SamplerError
 from maml_robot.sampling.ray_backend import add_backend_arguments, make_backend
 from maml_robot.train_config import default_config_path, load_train_config
@@ -91,7 +92,7 @@ def add_arguments(parser):
                         help="steps per rollout (default: the scenario's episode_steps)")
     parser.add_argument('--resume', action='store_true',
                         help='continue the run saved in --out exactly where it stopped')
-    parser.add_argument('--threads', type=int, default=None,
+    parser.add_argument('--threads', type=positive_int, default=None,
                         help='torch threads of the main process (default: the cores the '
                              'workers leave free, at least 1)')
     parser.add_argument('--no-progress', action='store_true', help='hide the progress bar')

@@ -52,7 +52,8 @@ class OnlineAdapter:
 
     def __init__(self, policy, meta_params, spec: AdapterSpec, config: OnlineConfig, *,
                  seed: int = 0, initial_params=None, inner_step_fn=None,
-                 persist_fn: Optional[Callable] = None, log: Callable = print):
+                 persist_fn: Optional[Callable] = None, log: Callable = print,
+                 reference: Optional[tuple] = None):
         """
         Build an adapter.
 
@@ -65,6 +66,8 @@ class OnlineAdapter:
         :param inner_step_fn: the inner update; default maml_robot.meta.inner.inner_step.
         :param persist_fn: persist_fn(params, info) saves accepted parameters atomically.
         :param log: where warnings go (the node passes its logger).
+        :param reference: (mean, variance of the mean) of the meta-policy's returns, persisted
+            with ``initial_params``: the divergence guard's reference after a restart.
         """
         if inner_step_fn is None:
             from maml_robot.meta.inner import inner_step as inner_step_fn
@@ -101,6 +104,10 @@ class OnlineAdapter:
                       'current_return': math.nan, 'last_return': math.nan,
                       'last_update_time': math.nan, 'last_update_seconds': math.nan,
                       'resumed': initial_params is not None}
+        self._warned = {}            # warning kind -> (monotonic time logged, repeats since)
+        if reference is not None and all(math.isfinite(float(x)) for x in reference):
+            self._meta_sample = (float(reference[0]), float(reference[1]))
+            self.stats['meta_return'] = self._meta_sample[0]
         self.episode_returns = []    # (return, adaptations) per finished episode, in order
         self.episode_lengths = []    # control steps of each of those episodes
         self._reset_motion()
@@ -209,9 +216,10 @@ class OnlineAdapter:
         if reward is None:
             reward = self.spec.reward(prev_state, action, state)
         reward = float(reward)
-        if not math.isfinite(reward):
+        if not abs(reward) <= self.config.reward_limit:      # NaN, inf or absurd
             self.stats['rejected_rewards'] += 1
-            self._log(f'non-finite reward {reward}; dropping the running episode')
+            self._warn('reward', f'reward {reward} is not finite or beyond reward_limit '
+                       f'{self.config.reward_limit:g}; dropping the running episode')
             self._episode = []
             return
         self._episode.append((obs, raw, log_prob, reward, version))
@@ -219,6 +227,16 @@ class OnlineAdapter:
             self.end_episode(terminal=True)     # a fall ends the episode, as in training
         elif len(self._episode) >= self.episode_steps:
             self.end_episode()
+
+    def _warn(self, kind, text, every=1.0):
+        """Log a warning of one kind at once, then at most once per ``every`` s of them."""
+        now = time.monotonic()
+        last, repeats = self._warned.get(kind, (-math.inf, 0))
+        if now - last < every:
+            self._warned[kind] = (last, repeats + 1)
+            return
+        self._log(text + (f' ({repeats} more since the last warning)' if repeats else ''))
+        self._warned[kind] = (now, 0)
 
     def end_episode(self, terminal: bool = False):
         """
@@ -253,7 +271,8 @@ class OnlineAdapter:
         returns = [sum(s[3] for s in ep) for ep in self._batch]
         cfg = self.config
         if math.isnan(self.stats['meta_return']) and self.stats['adaptations'] == 0 \
-                and not self.stats['resumed'] and len(returns) >= cfg.rollouts_per_step:
+                and not self.stats['resumed'] and len(returns) >= cfg.rollouts_per_step \
+                and np.all(np.isfinite(returns)):
             self.stats['meta_return'] = float(np.mean(returns))
             self._meta_sample = _sample_stats(returns)
         if not self._probation or len(returns) < cfg.window:
@@ -307,7 +326,14 @@ class OnlineAdapter:
         """Run the inner step(s) on live episodes; swap the result in if it is sane."""
         try:
             started = time.perf_counter()
-            new = self._compute_update(params, episodes)
+            try:
+                new = self._compute_update(params, episodes)
+            except Exception as err:    # noqa: B902 - any failure discards the update only
+                self._log(f'update failed ({type(err).__name__}: {err}); discarded, keeping '
+                          'the current parameters')
+                with self._lock:
+                    self.stats['rejected_updates'] += 1
+                new = None
             seconds = time.perf_counter() - started
             with self._lock:
                 self.stats['last_update_seconds'] = seconds
@@ -324,10 +350,10 @@ class OnlineAdapter:
                 self._worker = None
 
     def _compute_update(self, params, episodes):
-        batch = self.episodes_tensor(episodes)
         kwargs = dict(self.spec.inner_kwargs or {})
         new = {k: v.detach() for k, v in params.items()}
         try:
+            batch = self.episodes_tensor(episodes)
             for _ in range(self.config.inner_steps):
                 new = {k: v.detach() for k, v in
                        self._inner_step(self.policy, new, batch, self.spec.inner_lr,
@@ -387,7 +413,8 @@ class OnlineAdapter:
             return
         info = {'adaptations': self.stats['adaptations'],
                 'current_return': self.stats['current_return'],
-                'meta_return': self.stats['meta_return']}
+                'meta_return': self.stats['meta_return'],
+                'meta_return_var': self._meta_sample[1]}
         try:
             self._persist_fn(self._params, info)
         except OSError as err:

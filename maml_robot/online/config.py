@@ -54,6 +54,10 @@ class OnlineConfig:
     """A drop also has to exceed this many standard errors of the difference of the two mean
     returns (episode returns vary with the goal and start state); 1.64 keeps the chance of
     rolling back an update that changed nothing near 5 %; 0 judges on the margins alone."""
+    reward_limit: float = 1e6
+    """Largest plausible |reward| of one step: a larger (or non-finite) reward drops the running
+    episode like a broken sensor, so returns, and the references the rollback and divergence
+    guards compare with, stay finite and bounded."""
     synchronous: bool = False
     """Run updates inline in act() (deterministic tests); False runs them on their own thread."""
 
@@ -68,7 +72,7 @@ class OnlineConfig:
             value = getattr(self, name)
             if int(value) != value or value < 0:
                 raise ValueError(f'{name} must be an integer >= 0, got {value!r}')
-        for name in ('state_timeout', 'max_param_delta'):
+        for name in ('state_timeout', 'max_param_delta', 'reward_limit'):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f'{name} must be a finite number > 0, got {value!r}')
@@ -105,6 +109,8 @@ class AdapterSpec:
     """Seconds per control step in training (0 if unknown)."""
     needs: tuple = ()
     """Extra RobotState sources the observation needs: 'goal' and/or 'odom'."""
+    position_limits: Optional[np.ndarray] = None
+    """(J, 2) lower, upper joint positions (±inf: continuous); None = not checked."""
     actuation: Optional[Actuation] = None
     """How actions become commands (effort or position target) and the safe hold; None:
     torque control with ``action_scale`` as the effort limit."""

@@ -51,25 +51,52 @@ def scenario_of(ckpt):
     return load_scenario(ckpt.scenario_name or 'reacher')
 
 
-def spec_from_checkpoint(ckpt, scenario) -> AdapterSpec:
-    """Return the deployment contract of a checkpoint, observing as training did."""
-    from maml_robot.observation import build_observation, compute_reward, is_terminated
+LIMIT_RTOL = 1e-3   # relative tolerance of a checkpoint's limits against its scenario's
+
+
+def check_limits(ckpt, scenario):
+    """
+    Raise ValueError unless the checkpoint's joints and limits are the scenario's.
+
+    The scenario is rebuilt from the robot description (URDF), so it, not the checkpoint's
+    metadata, is the authority on effort limits and the control period.
+    """
     if tuple(ckpt.joint_names) != tuple(scenario.joint_names):
         raise ValueError(f'checkpoint joints {list(ckpt.joint_names)} differ from scenario '
                          f'{scenario.name!r} joints {list(scenario.joint_names)}')
+    want = [float(x) for x in scenario.action_scale]
+    got = [float(x) for x in ckpt.action_scale]
+    if len(got) != len(want) or not all(
+            math.isclose(a, b, rel_tol=LIMIT_RTOL) for a, b in zip(got, want)):
+        raise ValueError(f'checkpoint action_scale {got} differs from the action scale {want} '
+                         f'of scenario {scenario.name!r} ({scenario.urdf_path}); the checkpoint '
+                         'was altered or trained for another robot: use one written for this '
+                         'robot')
+    if not math.isclose(ckpt.control_period, scenario.control_period, rel_tol=LIMIT_RTOL):
+        raise ValueError(f'checkpoint control_period {ckpt.control_period!r} s differs from the '
+                         f'{scenario.control_period!r} s of scenario {scenario.name!r}; the '
+                         'checkpoint was altered or trained for another robot: use one written '
+                         'for this robot')
+
+
+def spec_from_checkpoint(ckpt, scenario) -> AdapterSpec:
+    """Return the deployment contract of a checkpoint: the scenario's limits, its observation."""
+    from maml_robot.observation import build_observation, compute_reward, is_terminated
+    check_limits(ckpt, scenario)
     terms = set(scenario.observation) | set(scenario.reward)
     needs = tuple(n for n, used in (('goal', terms & set(GOAL_TERMS)),
                                     ('odom', any(t.startswith('base_') for t in terms)
                                      or 'forward_velocity' in terms)) if used)
     return AdapterSpec(
-        joint_names=tuple(ckpt.joint_names),
-        action_scale=np.asarray(ckpt.action_scale, dtype=np.float64),
+        joint_names=tuple(scenario.joint_names),
+        action_scale=np.asarray(scenario.action_scale, dtype=np.float64),
+        position_limits=np.asarray(scenario.position_limits, dtype=np.float64),
         episode_steps=int(scenario.episode_steps),
         observe=lambda state: build_observation(scenario, state),
         reward=lambda state, action, nxt: compute_reward(scenario, state, action, nxt),
         inner_lr=ckpt.inner_step_size(),
         inner_kwargs=ckpt.inner_config().advantage_kwargs(),
-        control_period=float(ckpt.control_period), needs=needs,
+        control_period=float(scenario.control_period), needs=needs,
         actuation=scenario.actuation,
         terminated=(lambda state: is_terminated(scenario, state)) if scenario.termination
         else None)
@@ -101,7 +128,7 @@ def load_adapter(checkpoint, config: OnlineConfig, *, persist_path='', seed=0, l
     scenario = scenario_of(ckpt)
     spec = spec_from_checkpoint(ckpt, scenario)
     fingerprint = params_fingerprint(ckpt.params)
-    initial = persist_fn = None
+    initial = persist_fn = reference = None
     if persist_path:
         persist_path = Path(persist_path).expanduser()
         if persist_path.exists():
@@ -112,11 +139,24 @@ def load_adapter(checkpoint, config: OnlineConfig, *, persist_path='', seed=0, l
                                  f'meta-policy ({origin}, this one is {fingerprint}); delete it '
                                  'or set another persist_path')
             initial = saved.params
+            reference = _saved_reference(saved.training, log)
             log(f'resuming {saved.training.get("adaptations", "?")} adaptations from '
                 f'{persist_path}')
         persist_fn = _saver(persist_path, ckpt, fingerprint)
     return OnlineAdapter(ckpt.make_policy(), ckpt.params, spec, config, seed=seed,
-                         initial_params=initial, persist_fn=persist_fn, log=log)
+                         initial_params=initial, persist_fn=persist_fn, log=log,
+                         reference=reference)
+
+
+def _saved_reference(training, log):
+    """Return the persisted (mean, variance) of the meta-policy's returns, or None."""
+    mean, var = training.get('meta_return'), training.get('meta_return_var')
+    if isinstance(mean, (int, float)) and isinstance(var, (int, float)) \
+            and math.isfinite(mean) and math.isfinite(var):
+        return float(mean), float(var)
+    log('the persisted file holds no meta-policy return: the divergence guard (revert to the '
+        'meta-policy) is off in this run; delete the persist file to measure it again')
+    return None
 
 
 def fresh_checkpoint(scenario, seed: int = 0, hidden_sizes=(64, 64)):

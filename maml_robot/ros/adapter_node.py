@@ -1,6 +1,8 @@
 """adapter_node: lifecycle node that runs a meta-policy and adapts it online (thin over online)."""
 
+import dataclasses
 import math
+import re
 import sys
 import threading
 import time
@@ -9,8 +11,10 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PointStamped
 from maml_robot.online import (load_adapter, MODE_BAD_ACTION, MODE_BAD_OBS, MODE_STALE,
                                OnlineConfig)
+from maml_robot.online.inputs import check_joint_positions, position_bounds
+from maml_robot.online.trigger import ACT, DROP, StateTrigger
 from maml_robot.ros import conversions
-from maml_robot.ros.params import declare_all, Param, read_all
+from maml_robot.ros.params import check_value, declare_all, find_param, Param, read_all
 from maml_robot.ros.spin import run_node
 from nav_msgs.msg import Odometry
 import numpy as np
@@ -48,6 +52,8 @@ PARAMETERS = (
           0.0, 100.0),
     Param('rollback_z', 1.64, 'standard errors a drop must also exceed; 0 = margins only',
           0.0, 10.0),
+    Param('reward_limit', 1e6, 'largest plausible |reward| of a step; beyond: episode dropped',
+          1e-6, 1e300),
     Param('device', 'cpu', 'torch device of the online policy', choices=('cpu', 'auto')),
     Param('torch_threads', 1, 'torch intra-op threads', 1, 256),
     Param('persist_path', '', 'save accepted adapted parameters here; resume on restart'),
@@ -57,7 +63,11 @@ PARAMETERS = (
 )
 CONFIG_FIELDS = ('adapt', 'inner_steps', 'rollouts_per_step', 'episode_steps', 'state_timeout',
                  'max_param_delta', 'rate_limit', 'ramp_in_steps', 'fade_in_steps',
-                 'accept_window', 'rollback_margin', 'divergence_margin', 'rollback_z')
+                 'accept_window', 'rollback_margin', 'divergence_margin', 'rollback_z',
+                 'reward_limit')
+# applied at once when set while configured; any other change waits for the next configure
+LIVE_FIELDS = ('adapt', 'state_timeout', 'max_param_delta', 'rate_limit', 'rollback_margin',
+               'divergence_margin', 'rollback_z', 'reward_limit')
 
 
 class AdapterNode(LifecycleNode):
@@ -67,6 +77,7 @@ class AdapterNode(LifecycleNode):
         """Declare the parameters (a bad value raises ValueError naming it)."""
         super().__init__('adapter_node', **kwargs)
         declare_all(self, PARAMETERS)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
         self.adapter = None
         self._timer = None
         self._entities = []
@@ -77,9 +88,6 @@ class AdapterNode(LifecycleNode):
         self._joints = None          # (position, velocity) in checkpoint order
         self._joints_time = None     # node-clock seconds at receipt
         self._joints_wall = None     # perf_counter at receipt (latency)
-        self._last_state_stamp = None  # stamp of the last state that triggered a command
-        self._last_command_time = -math.inf   # node-clock time of the last command
-        self._pending_stamp = None   # state-triggered: a state waiting for its step's reward
         self._goal = None
         self._odom = None
         self._rewards = []
@@ -116,6 +124,10 @@ class AdapterNode(LifecycleNode):
         if period and abs(self.period - period) > 1e-6:
             self.get_logger().warning(f'control period {self.period:.4f}s differs from the '
                                       f'{period:.4f}s the policy was trained at')
+        self._sim_time = bool(self.get_parameter('use_sim_time').value)
+        self._trigger = StateTrigger(self.period, resync_after=values['state_timeout'])
+        limits = spec.position_limits
+        self._bounds = None if limits is None else position_bounds(limits)
         self._create_entities(values)
         self.get_logger().info(
             f'loaded {values["checkpoint"]}: joints {list(spec.joint_names)}, '
@@ -161,7 +173,7 @@ class AdapterNode(LifecycleNode):
         arriving still get the hold command within ``state_timeout``.
         """
         self.adapter.set_estop(self.adapter.estop)   # restart the ramp-in, keep a latched stop
-        self._last_state_stamp, self._last_command_time = None, -math.inf
+        self._trigger.restart()
         self._timer = self.create_timer(self.period, self._on_timer)
         self._diag_timer = self.create_timer(self.values['diagnostics_period'],
                                              self._publish_diagnostics)
@@ -206,40 +218,68 @@ class AdapterNode(LifecycleNode):
         self._entities = []
         self.adapter = None
 
+    def _on_set_parameters(self, params):
+        """Apply a runtime change or refuse it (successful=False, with the reason)."""
+        from rcl_interfaces.msg import SetParametersResult
+        try:
+            changes = {p.name: check_value(find_param(PARAMETERS, p.name), p.value)
+                       for p in params}
+            if self.adapter is None:
+                check_unconfigured_change(changes)
+            else:
+                self._apply_live(changes)
+        except ValueError as err:
+            self.get_logger().warning(f'parameter change refused: {err}')
+            return SetParametersResult(successful=False, reason=str(err))
+        return SetParametersResult(successful=True)
+
+    def _apply_live(self, changes):
+        """Apply changes of LIVE_FIELDS to the running adapter; ValueError for the others."""
+        frozen = sorted(set(changes) - set(LIVE_FIELDS))
+        if frozen:
+            raise ValueError(f'{", ".join(frozen)} cannot change while the node is configured '
+                             f'(only {", ".join(LIVE_FIELDS)} can): deactivate and clean up the '
+                             'node, set it, then configure and activate again')
+        config = dataclasses.replace(self.adapter.config, **changes)   # validates
+        self.adapter.config = config
+        if 'adapt' in changes:
+            self.adapter.set_adaptation(config.adapt)
+        self._trigger.resync_after = config.state_timeout
+        self.values.update(changes)
+        self.get_logger().info(f'parameters changed: {changes}')
+
     # --------------------------------------------------------------------------- inputs
     def _now(self):
         return self.get_clock().now().nanoseconds * 1e-9
 
+    def _monotonic(self):
+        """Return the clock the command rate is judged on: sim time, else time.monotonic()."""
+        return self._now() if self._sim_time else time.monotonic()
+
     def _on_joints(self, msg):
         try:
             joints = conversions.joint_arrays(msg, self.adapter.spec.joint_names)
+            check_joint_positions(joints[0], self.adapter.spec.joint_names, self._bounds)
         except ValueError as err:
             self._log_input_error(f'bad joint_states: {err}')
             joints = None
+        stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+        with self._lock:     # with a reward topic: act once this step's reward is in too
+            waiting = self.values['reward_source'] == 'topic' and not self._rewards
+        decision = self._trigger.on_state(stamp, self._monotonic(), reward_ready=not waiting)
+        if decision == DROP:
+            return          # out of order or a repeated stamp: counted in /diagnostics
         with self._lock:
             self._joints, self._joints_time = joints, self._now()
             self._joints_wall = time.perf_counter()
-        if self._state_triggered and self._timer is not None:
-            stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
-            stamp = stamp or self._joints_time
-            with self._lock:
-                waiting = self.values['reward_source'] == 'topic' and not self._rewards
-                self._pending_stamp = stamp if waiting else None
-            if not waiting:     # with a reward topic: act once this step's reward is in too
-                self._on_state(stamp)
-
-    def _on_state(self, stamp):
-        """State-triggered control: act on this state unless one acted < 0.75 period ago."""
-        last = self._last_state_stamp
-        if last is not None and 0.0 <= stamp - last < 0.75 * self.period:
-            return
-        self._last_state_stamp = stamp
-        self._control_step()
+        if decision == ACT and self._state_triggered and self._timer is not None:
+            self._control_step()
 
     def _log_input_error(self, text):
         """Log a new kind of input error at once, a repeated one at most once a second."""
-        if text != self._last_error:
-            self._last_error = text
+        kind = re.sub(r'-?\d[\d.e+-]*', '#', text)     # the same error with other numbers
+        if kind != self._last_error:
+            self._last_error = kind
             self.get_logger().error(text)
         else:
             self.get_logger().error(text, throttle_duration_sec=1.0)
@@ -260,9 +300,9 @@ class AdapterNode(LifecycleNode):
     def _on_reward(self, msg):
         with self._lock:
             self._rewards.append(float(msg.data))
-            pending, self._pending_stamp = self._pending_stamp, None
-        if pending is not None and self._timer is not None:
-            self._on_state(pending)     # the state came first: its command goes out now
+        if self._trigger.on_reward(self._monotonic()) and self._state_triggered \
+                and self._timer is not None:
+            self._control_step()     # the state came first: its command goes out now
 
     def _on_episode_start(self, msg):
         with self._lock:
@@ -289,16 +329,18 @@ class AdapterNode(LifecycleNode):
 
     # ------------------------------------------------------------------------- control
     def _on_timer(self):
-        if (not self._state_triggered
-                or self._now() - self._last_command_time > 1.5 * self.period):
+        if not self._state_triggered:
+            self._control_step()
+            return
+        now = self._monotonic()
+        if self._trigger.standby_due(now):     # the state stream stopped or is too slow
+            self._trigger.on_command(now)
             self._control_step()
 
     def _control_step(self):
-        self._pending_stamp = None
         state, age, reward, reset, wall = self._take_inputs()
         cmd = self.adapter.act(state, age, reward, episode_start=reset)
         self.command_pub.publish(conversions.command_msg(cmd.effort))
-        self._last_command_time = self._now()
         if wall is not None and cmd.mode != MODE_STALE:
             self.latencies.append(time.perf_counter() - wall)
             del self.latencies[:-2000]
@@ -320,6 +362,10 @@ class AdapterNode(LifecycleNode):
 
     def _publish_diagnostics(self):
         stats = dict(self.adapter.stats)
+        timer_only = ('commands', 'decimated')   # in timer mode states trigger no command
+        stats.update({f'trigger_{k}': v for k, v in
+                      dataclasses.asdict(self._trigger.stats).items()
+                      if self._state_triggered or k not in timer_only})
         lat = np.asarray(self.latencies[-500:]) * 1e3
         status = DiagnosticStatus(name='maml_robot/adapter', hardware_id='adapter_node')
         status.level = DiagnosticStatus.OK
@@ -358,6 +404,15 @@ class AdapterNode(LifecycleNode):
         response.message = 'e-stop ' + ('engaged (latched)' if request.data else 'released')
         self.get_logger().warning(response.message)
         return response
+
+
+def check_unconfigured_change(changes):
+    """Refuse a change that would fail the next configure (a checkpoint file that is missing)."""
+    from maml_robot.online import resolve_checkpoint
+    name = changes.get('checkpoint')
+    if name is not None and not resolve_checkpoint(name).is_file():
+        raise ValueError(f'checkpoint {name!r}: no such file; give a .safetensors path or a '
+                         'shipped model name (maml_robot/models)')
 
 
 def _autostart(node):

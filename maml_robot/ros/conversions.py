@@ -20,7 +20,8 @@ def joint_arrays(msg: JointState, joint_names) -> tuple:
     Return (position, velocity) in ``joint_names`` order from a JointState, mapped by name.
 
     Joints may come in any order; joints not in ``joint_names`` are ignored. Raises ValueError
-    naming the joint that is missing, or the field whose length does not match ``name``.
+    naming the joint that is missing or repeated, or the field whose length does not match
+    ``name``.
     """
     names = list(msg.name)
     if len(msg.position) != len(names):
@@ -30,6 +31,10 @@ def joint_arrays(msg: JointState, joint_names) -> tuple:
         raise ValueError(f'joint_states has {len(names)} names but {len(msg.velocity)} '
                          'velocities; the policy needs joint velocities')
     index = {name: i for i, name in enumerate(names)}
+    repeated = [name for name in joint_names if names.count(name) > 1]
+    if repeated:
+        raise ValueError(f'joint {repeated[0]!r} appears {names.count(repeated[0])} times in '
+                         f'joint_states {names}; which one is meant is unknown')
     missing = [name for name in joint_names if name not in index]
     if missing:
         raise ValueError(f'joint {missing[0]!r} missing from joint_states; have {names}')

@@ -22,17 +22,56 @@ def ros_value(value) -> str:
     raise TypeError(f'cannot pass {value!r} as a ROS parameter (use bool, int, float or str)')
 
 
-def parse_overrides(items) -> dict:
-    """Parse ``key=value`` strings (values as YAML) into a dict; ValueError on a bad item."""
+def parse_value(text: str):
+    """
+    Parse one ``--set`` value as ROS parses ``-p name:=value``.
+
+    YAML, except that numbers YAML 1.1 reads as strings (``1e-3``) are numbers, as in ROS.
+    """
     import yaml
+    if not text.strip():
+        return ''
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    if isinstance(value, str):
+        for kind in (int, float):
+            try:
+                return kind(text.strip())
+            except ValueError:
+                pass
+    return text if isinstance(value, (dict, list)) or value is None else value
+
+
+def parse_overrides(items, table=None) -> dict:
+    """
+    Parse ``key=value`` strings into a dict; ValueError on a bad item.
+
+    With ``table`` (a node's Param table) every name must be a parameter of the node and
+    every value fit its type, range and choices; the error names the parameter.
+    """
+    from maml_robot.ros.params import check_value, find_param
     out = {}
     for item in items or ():
         key, sep, text = item.partition('=')
-        if not sep or not key.strip():
+        key = key.strip()
+        if not sep or not key:
             raise ValueError(f'--set expects key=value, got {item!r}')
-        value = yaml.safe_load(text) if text.strip() else ''
-        out[key.strip()] = text if isinstance(value, (dict, list)) or value is None else value
+        value = parse_value(text)
+        if table is not None:
+            param = find_param(table, key)
+            value = check_value(param, text if isinstance(param.default, str) else value)
+        out[key] = value
     return out
+
+
+def node_parameters(node: str):
+    """Return the Param table of a node (``PARAMETERS`` of its module)."""
+    import importlib
+    if node not in NODES:
+        raise ValueError(f'unknown node {node!r}; have {sorted(NODES)}')
+    return importlib.import_module(NODES[node]).PARAMETERS
 
 
 def default_params_file(node: str) -> str:

@@ -1,6 +1,8 @@
 """Declare ROS parameters from one table (name, default, description, range) and read them."""
 
 from dataclasses import dataclass
+import difflib
+import math
 from typing import Any, Optional
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
@@ -63,3 +65,43 @@ def read_all(node, table) -> dict:
                              f'{list(param.choices)}')
         values[param.name] = value
     return values
+
+
+ROS_PARAMETERS = (Param('use_sim_time', False, 'follow /clock (declared by every ROS node)'),)
+
+
+def expected_text(param: Param) -> str:
+    """Return what a parameter accepts, for error messages: 'float in [0.0, 1.0]'."""
+    text = type(param.default).__name__
+    if param.low is not None:
+        text += f' in [{param.low}, {param.high}]'
+    if param.choices:
+        text += ' (one of ' + ', '.join(param.choices) + ')'
+    return text
+
+
+def check_value(param: Param, value):
+    """Return ``value`` as the parameter's type; ValueError naming it if it does not fit."""
+    kind = type(param.default)
+    ok = isinstance(value, kind) and (kind is bool) == isinstance(value, bool)
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value, ok = float(value), True
+    if ok and kind in (int, float) and param.low is not None:
+        ok = not (isinstance(value, float) and math.isnan(value)) \
+            and param.low <= value <= param.high
+    if ok and param.choices:
+        ok = value in param.choices
+    if not ok:
+        raise ValueError(f'parameter {param.name!r}: {value!r} is not a valid value; expected '
+                         f'{expected_text(param)} (default {param.default!r})')
+    return value
+
+
+def find_param(table, name: str) -> Param:
+    """Return the parameter ``name`` of ``table``; ValueError with the closest known names."""
+    known = {p.name: p for p in tuple(table) + ROS_PARAMETERS}
+    if name in known:
+        return known[name]
+    close = difflib.get_close_matches(name, known, n=3)
+    hint = f'did you mean {", ".join(close)}? ' if close else ''
+    raise ValueError(f'unknown parameter {name!r}; {hint}known: {", ".join(sorted(known))}')
