@@ -81,6 +81,15 @@ def _round(op, policy, current, candidates, tasks, sampler, seed):
     return new, used
 
 
+def budget_rounds(op, params, budget):
+    """Return (live episodes per round, rounds within ``budget``); raise if not one round."""
+    cost = len(op.ask(params, np.random.default_rng(0))) * op.episodes
+    if budget < cost:
+        raise ValueError(f'{op.name} needs {cost} live episodes per round but the budget is '
+                         f'{budget}; raise the budget or use fewer candidates or episodes')
+    return cost, budget // cost
+
+
 def operator_curve(op, policy, params, tasks, sampler, cfg, *, seed=0, progress=None):
     """
     Run ``op`` on every task within ``cfg.budget`` live episodes; return its measured curve.
@@ -100,11 +109,7 @@ def operator_curve(op, policy, params, tasks, sampler, cfg, *, seed=0, progress=
     start = time.perf_counter()
     current = [{k: v.detach() for k, v in params.items()} for _ in tasks]
     rngs = [np.random.default_rng([seed, 2, b]) for b in range(len(tasks))]
-    cost = len(op.ask(current[0], np.random.default_rng(0))) * op.episodes
-    rounds = cfg.budget // cost
-    if rounds < 1:
-        raise ValueError(f'{op.name} needs {cost} live episodes per round but the budget is '
-                         f'{cfg.budget}; raise the budget or use fewer candidates or episodes')
+    cost, rounds = budget_rounds(op, params, cfg.budget)
     out = {'returns': {m: [] for m in cfg.measure}, 'returns_std': {m: [] for m in cfg.measure},
            'env_steps': [np.zeros(len(tasks))], 'wall_s': [],
            'episodes': np.arange(rounds + 1) * cost}
@@ -168,3 +173,46 @@ def parse_settings(items):
             raise ValueError(f'adaptation setting {item!r}: use KEY=VALUE, e.g. sigma=0.02')
         out[key.strip()] = value.strip()
     return out
+
+
+def evaluate_operator(paths, source, tasks, task_ids, sampler, *, adaptation, settings, cfg,
+                      eval_seeds, split, progress=None):
+    """
+    Evaluate checkpoints with the operator ``adaptation`` (``maml-robot eval --adaptation``).
+
+    :param settings: the operator's settings, {field: text}.
+    :param cfg: an :class:`OperatorEvalConfig`; ``cfg.measure[0]`` gives the reported returns.
+    :returns: a :class:`~maml_robot.results.MethodResult` (``method='maml'``) whose steps are
+        rounds; ``config['live_episodes']`` holds the live episodes used before each step.
+    """
+    from maml_robot.checkpoint import load_checkpoint
+    from maml_robot.results import MethodResult
+
+    runs, groups, outs, main = [], [], [], cfg.measure[0]
+    for i, path in enumerate(paths):
+        ckpt = load_checkpoint(path)
+        if ckpt.scenario_name != source.name:
+            raise ValueError(f'{path} was trained on scenario {ckpt.scenario_name!r}, not '
+                             f'{source.name!r}; pass --scenario or a matching checkpoint')
+        policy = ckpt.make_policy().to(sampler.device)
+        op = make_operator(adaptation, policy, ckpt.inner_step_size(),
+                           ckpt.inner_config().advantage_kwargs(), settings)
+        for seed in eval_seeds:
+            outs.append(operator_curve(op, policy, ckpt.params, tasks, sampler, cfg,
+                                       seed=int(seed), progress=progress))
+            runs.append(f'ckpt{i}/seed{seed}')
+            groups.append(f'ckpt{i}')
+    return MethodResult(
+        method='maml', label=f'meta-policy + {adaptation}', scenario=source.name, split=split,
+        task_ids=task_ids, runs=runs, groups=groups,
+        steps=np.arange(len(outs[0]['episodes'])),
+        env_steps=np.stack([o['env_steps'] for o in outs]),
+        returns=np.stack([o['returns'][main] for o in outs]),
+        returns_std=np.stack([o['returns_std'][main] for o in outs]),
+        rollouts=cfg.measure_rollouts, wall_s=np.stack([o['wall_s'] for o in outs]),
+        config={'checkpoints': [str(p) for p in paths], 'adaptation': adaptation,
+                'settings': dict(settings), 'budget': cfg.budget, 'measure': main,
+                'paired': cfg.paired, 'live_episodes': outs[0]['episodes'].tolist(),
+                'rollouts_per_step': cfg.measure_rollouts,
+                'adapt_steps': len(outs[0]['episodes']) - 1,
+                'eval_seeds': [int(s) for s in eval_seeds], 'fingerprint': source.fingerprint})

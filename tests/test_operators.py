@@ -152,8 +152,8 @@ def test_operator_curve_counts_live_episodes_and_improves():
 
 
 def test_make_operator_converts_settings_and_rejects_unknown():
-    op = make_operator('es', None, 0.1, {}, parse_settings(['sigma=0.03', 'pairs=3',
-                                                             'space=last', 'max_delta=None']))
+    settings = parse_settings(['sigma=0.03', 'pairs=3', 'space=last', 'max_delta=None'])
+    op = make_operator('es', None, 0.1, {}, settings)
     assert (op.sigma, op.pairs, op.space, op.max_delta) == (0.03, 3, 'last', None)
     with pytest.raises(ValueError, match='no setting'):
         make_operator('hill_climb', None, 0.1, {}, {'lr': '1'})
@@ -161,3 +161,22 @@ def test_make_operator_converts_settings_and_rejects_unknown():
         make_operator('cma', None, 0.1, {}, {})
     with pytest.raises(ValueError, match='KEY=VALUE'):
         parse_settings(['sigma'])
+
+
+@pytest.mark.slow
+def test_eval_cli_runs_a_derivative_free_operator_within_the_budget(tmp_path):
+    from maml_robot.cli import main
+    from maml_robot.results import read_json
+    from test_evaluate import _fresh_checkpoint
+
+    ckpt = _fresh_checkpoint(tmp_path / 'c.safetensors')
+    rc = main(['eval', '--checkpoint', str(ckpt), '--tasks', '2', '--rollouts', '2',
+               '--workers', '1', '--device', 'cpu', '--bootstrap', '50',
+               '--adaptation', 'hill_climb', '--budget', '13',
+               '--adaptation-args', 'batch=2', 'episodes=2', 'sigma=0.1',
+               '--json', str(tmp_path / 'r.json')])
+    assert rc == 0
+    (result,) = read_json(tmp_path / 'r.json').results
+    assert result.config['live_episodes'] == [0, 6, 12]               # 2 rounds of 3 x 2
+    assert result.config['adaptation'] == 'hill_climb' and result.returns.shape == (1, 2, 3)
+    np.testing.assert_allclose(result.env_steps[0, :, -1], 12 * 50)

@@ -171,7 +171,7 @@ class HillClimb:
         return max(self.min_margin, self.z * pooled_sd * np.sqrt(2.0 / returns.shape[1]))
 
     def update(self, params, candidates, returns):
-        """Return the best perturbation if it beats ``candidates[0]`` by the margin, else params."""
+        """Return the best perturbation if it beats ``candidates[0]`` by the margin, or params."""
         returns = np.asarray(returns, dtype=np.float64)            # (batch + 1, E)
         means = returns.mean(axis=1)
         best = 1 + int(np.argmax(means[1:]))
