@@ -22,13 +22,36 @@ import numpy as np
 
 
 def parse_op(text):
-    """Return (name, {key: text}) from 'NAME' or 'NAME:KEY=VALUE,KEY=VALUE'."""
+    """
+    Return [(name, {key: text}, budget or None), ...] from 'NAME[:K=V,K=V][@EPISODES]'.
+
+    Phases joined by '+' run in turn, each within its @EPISODES (e.g. 'pg@32+hill_climb@16').
+    """
     from maml_robot.operator_eval import parse_settings
-    name, _, rest = text.partition(':')
-    try:
-        return name, parse_settings([p for p in rest.split(',') if p])
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
+    phases = []
+    for part in text.split('+'):
+        part, _, budget = part.partition('@')
+        name, _, rest = part.partition(':')
+        try:
+            phases.append((name, parse_settings([p for p in rest.split(',') if p]),
+                           int(budget) if budget else None))
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(f'{text!r}: {err}') from None
+    if len(phases) > 1 and any(b is None for _, _, b in phases):
+        raise argparse.ArgumentTypeError(f'{text!r}: give every phase its @EPISODES')
+    return phases
+
+
+def build(phases, policy, ckpt):
+    """Return (operator or [(operator, budget), ...], label) for parsed phases."""
+    from maml_robot.operator_eval import make_operator
+    ops, labels = [], []
+    for name, settings, budget in phases:
+        ops.append((make_operator(name, policy, ckpt.inner_step_size(),
+                                  ckpt.inner_config().advantage_kwargs(), settings), budget))
+        labels.append(name + (': ' + ', '.join(f'{k}={v}' for k, v in settings.items())
+                              if settings else '') + (f' @{budget}' if budget else ''))
+    return (ops[0][0] if len(ops) == 1 else ops), ' + '.join(labels)
 
 
 def draw_tasks(scenario, distribution, n, seed):
@@ -67,7 +90,7 @@ def main(argv=None):
     from maml_robot.baseline_store import EnvSource
     from maml_robot.checkpoint import load_checkpoint
     from maml_robot.online import resolve_checkpoint
-    from maml_robot.operator_eval import make_operator, operator_curve, OperatorEvalConfig
+    from maml_robot.operator_eval import operator_curve, OperatorEvalConfig
     from maml_robot.scenario import load_scenario
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
@@ -97,11 +120,8 @@ def main(argv=None):
             '|---|---|---|---|---|---|---|---|---|']
     source = EnvSource.from_scenario(ckpt.scenario_name)
     with source.sampler(args.workers, device='cpu') as sampler:
-        for name, settings in args.ops:
-            op = make_operator(name, policy, ckpt.inner_step_size(),
-                               ckpt.inner_config().advantage_kwargs(), settings)
-            label = name + (': ' + ', '.join(f'{k}={v}' for k, v in settings.items())
-                            if settings else '')
+        for phases in args.ops:
+            op, label = build(phases, policy, ckpt)
             start = time.perf_counter()
             try:
                 out = operator_curve(op, policy, ckpt.params, tasks, sampler, cfg,

@@ -90,15 +90,31 @@ def budget_rounds(op, params, budget):
     return cost, budget // cost
 
 
+def round_plan(op, params, budget):
+    """
+    Return the operator of every round: ``op`` within ``budget``, or phases run in turn.
+
+    :param op: an operator, or a list of ``(operator, budget)`` phases (e.g. ``pg`` for 32
+        episodes, then ``hill_climb`` for 16); ``budget`` is then ignored.
+    :returns: list of ``(operator, live episodes of the round)``.
+    """
+    phases = op if isinstance(op, (list, tuple)) else [(op, budget)]
+    plan = []
+    for phase, phase_budget in phases:
+        cost, rounds = budget_rounds(phase, params, phase_budget)
+        plan += [(phase, cost)] * rounds
+    return plan
+
+
 def operator_curve(op, policy, params, tasks, sampler, cfg, *, seed=0, progress=None):
     """
     Run ``op`` on every task within ``cfg.budget`` live episodes; return its measured curve.
 
-    :param op: an operator of :mod:`maml_robot.meta.operators`.
+    :param op: an operator of :mod:`maml_robot.meta.operators`, or phases (:func:`round_plan`).
     :param params: the starting parameters (one dict, no batch dim).
     :param cfg: an :class:`OperatorEvalConfig`.
     :param seed: evaluation seed (measurement ``k`` uses ``SeedSequence([seed, k])``, round
-        ``r``'s candidates ``[seed, 1, r]`` or, unpaired, ``[seed, 1, r, c]``; the operator's
+        ``r``'s candidates ``[seed, 1, r]`` or, unpaired, ``[seed, 1, r, c]``; the operators'
         generator for task ``b`` is ``default_rng([seed, 2, b])``).
     :returns: dict of numpy arrays: ``returns[mode], returns_std[mode]`` (B, K + 1) for each
         measure, ``env_steps`` (B, K + 1), ``episodes`` (K + 1,) live episodes used before each
@@ -109,19 +125,20 @@ def operator_curve(op, policy, params, tasks, sampler, cfg, *, seed=0, progress=
     start = time.perf_counter()
     current = [{k: v.detach() for k, v in params.items()} for _ in tasks]
     rngs = [np.random.default_rng([seed, 2, b]) for b in range(len(tasks))]
-    cost, rounds = budget_rounds(op, params, cfg.budget)
+    plan = round_plan(op, params, cfg.budget)
     out = {'returns': {m: [] for m in cfg.measure}, 'returns_std': {m: [] for m in cfg.measure},
            'env_steps': [np.zeros(len(tasks))], 'wall_s': [],
-           'episodes': np.arange(rounds + 1) * cost}
-    for k in range(rounds + 1):
+           'episodes': np.cumsum([0] + [cost for _, cost in plan])}
+    for k in range(len(plan) + 1):
         for mode in cfg.measure:
             mean, std = _measure(policy, stack_params(current), tasks, sampler,
                                  cfg.measure_rollouts, mode, np.random.SeedSequence([seed, k]))
             out['returns'][mode].append(mean)
             out['returns_std'][mode].append(std)
-        if k < rounds:
-            candidates = [op.ask(p, rng) for p, rng in zip(current, rngs)]
-            current, used = _round(op, policy, current, candidates, tasks, sampler, lambda c: (
+        if k < len(plan):
+            step = plan[k][0]
+            candidates = [step.ask(p, rng) for p, rng in zip(current, rngs)]
+            current, used = _round(step, policy, current, candidates, tasks, sampler, lambda c: (
                 np.random.SeedSequence([seed, 1, k] if cfg.paired else [seed, 1, k, c])))
             out['env_steps'].append(out['env_steps'][-1] + used)
         out['wall_s'].append(time.perf_counter() - start)
