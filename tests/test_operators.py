@@ -146,6 +146,9 @@ def test_operator_curve_counts_live_episodes_and_improves():
     assert out['returns']['mean'].shape == (2, 6)
     assert out['env_steps'][:, -1].tolist() == [50, 50]
     assert (out['returns']['mean'][:, -1] > out['returns']['mean'][:, 0]).all()
+    phases = [(HillClimb(sigma=0.1, batch=1, episodes=1), 5), (op, 10)]  # 2 rounds of 2, 1 of 10
+    out = operator_curve(phases, None, toy_params(), ['a'], ToySampler(), cfg, seed=0)
+    assert out['episodes'].tolist() == [0, 2, 4, 14]
     with pytest.raises(ValueError, match='needs 10 live episodes'):
         operator_curve(op, None, toy_params(), ['a'], ToySampler(),
                        OperatorEvalConfig(budget=9), seed=0)
