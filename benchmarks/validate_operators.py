@@ -74,7 +74,8 @@ def negative_rate(returns, stds, rollouts, z=2.0):
 
 def row(label, out, rollouts, wall):
     """Return one markdown row: k=0 and last point in both measures, curve, negatives, wall."""
-    mean, stoch = out['returns']['mean'], out['returns']['stochastic']
+    mean = out['returns']['mean']
+    stoch = out['returns'].get('stochastic', np.full_like(mean, np.nan))
     curve = ', '.join(f'{v:.2f}' for v in mean.mean(0))
     neg = negative_rate(mean, out['returns_std']['mean'], rollouts)
     return (f'| {label} | {int(out["episodes"][-1])} | {mean[:, 0].mean():.3f} | '
@@ -102,6 +103,8 @@ def main(argv=None):
     parser.add_argument('--eval-seed', type=int, default=0)
     parser.add_argument('--budget', type=int, default=48, help='live episodes per task')
     parser.add_argument('--measure-rollouts', type=int, default=16)
+    parser.add_argument('--measure', nargs='+', choices=('mean', 'stochastic'),
+                        default=['mean', 'stochastic'], help='measurements (mean is needed)')
     parser.add_argument('--unpaired', action='store_true',
                         help="candidates of a round do not share their episodes' goals")
     parser.add_argument('--workers', type=int, default=1)
@@ -114,7 +117,8 @@ def main(argv=None):
         raise ValueError(f'--task-seed {args.task_seed} is the test split seed; pick another')
     tasks = draw_tasks(scenario, args.distribution, args.tasks, args.task_seed)
     policy = ckpt.make_policy()
-    cfg = OperatorEvalConfig(args.budget, args.measure_rollouts, paired=not args.unpaired)
+    cfg = OperatorEvalConfig(args.budget, args.measure_rollouts, tuple(args.measure),
+                             paired=not args.unpaired)
     rows = ['| operator: settings | episodes | k=0 mean action | last, mean action | '
             'k=0 Gaussian | last, Gaussian | worse (2 SE) | curve, mean action | wall s |',
             '|---|---|---|---|---|---|---|---|---|']
