@@ -175,6 +175,7 @@ def make_operator(name, policy, lr, inner_kwargs, settings):
         default = known[key].default
         values[key] = (None if text in ('None', 'none') else
                        text if isinstance(default, str) else
+                       text.lower() in ('1', 'true', 'yes') if isinstance(default, bool) else
                        int(text) if isinstance(default, int) else float(text))
     if name == 'pg':
         return cls(policy=policy, lr=lr, inner_kwargs=inner_kwargs, **values)

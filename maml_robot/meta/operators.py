@@ -142,6 +142,8 @@ class HillClimb:
     """Largest change of one entry per accepted step (None: unbounded)."""
     space: str = 'all'
     """Parameters perturbed: a key of SPACES."""
+    paired: bool = False
+    """The candidates of a round meet the same episodes (goals): margin from paired differences."""
     name = 'hill_climb'
     stochastic = False
 
@@ -162,20 +164,31 @@ class HillClimb:
                 {n: self.sigma * d for n, d in direction.items()}, self.max_delta)))
         return out
 
-    def margin(self, returns):
-        """Return the acceptance margin from (batch + 1, E) returns: pooled spread, z, floor."""
+    def margin(self, returns, best=1):
+        """
+        Return the acceptance margin from (batch + 1, E) returns: z standard errors, floored.
+
+        Unpaired: the standard error of a difference of two means, from the spread pooled over
+        the candidates. ``paired`` (every candidate met the same E episodes' goals): from the
+        spread of the per-episode differences between ``best`` and the incumbent, where the
+        goal-to-goal variation cancels.
+        """
         returns = np.asarray(returns, dtype=np.float64)
-        if returns.shape[1] < 2:
+        episodes = returns.shape[1]
+        if episodes < 2:
             return self.min_margin
-        pooled_sd = float(np.sqrt(returns.var(axis=1, ddof=1).mean()))
-        return max(self.min_margin, self.z * pooled_sd * np.sqrt(2.0 / returns.shape[1]))
+        if self.paired:
+            se = float(np.std(returns[best] - returns[0], ddof=1)) / np.sqrt(episodes)
+        else:
+            se = float(np.sqrt(returns.var(axis=1, ddof=1).mean() * 2.0 / episodes))
+        return max(self.min_margin, self.z * se)
 
     def update(self, params, candidates, returns):
         """Return the best perturbation if it beats ``candidates[0]`` by the margin, or params."""
         returns = np.asarray(returns, dtype=np.float64)            # (batch + 1, E)
         means = returns.mean(axis=1)
         best = 1 + int(np.argmax(means[1:]))
-        if means[best] > means[0] + self.margin(returns):
+        if means[best] > means[0] + self.margin(returns, best):
             return dict(candidates[best])
         return dict(params)
 
