@@ -81,7 +81,7 @@ def test_hill_climb_margin_rejects_a_gain_within_the_noise():
     kept = op.update(params, candidates, small)                  # within the noise: keep
     assert all(torch.equal(kept[k], params[k]) for k in params)
     paired = HillClimb(sigma=0.1, batch=2, episodes=4, z=1.0, paired=True)
-    assert paired.margin(small, best=1) == 0.0                   # same goals: no spread
+    assert paired.margin(small, best=1) == pytest.approx(0.0)    # same goals: no spread
     assert paired.update(params, candidates, small)['mean.bias'] is candidates[1]['mean.bias']
     large = [spread, spread + 0.5 * margin, spread + 1.5 * margin]
     chosen = op.update(params, candidates, large)
