@@ -58,6 +58,15 @@ def test_ask_is_pure_and_bounded():
         assert torch.equal(params[k], before[k])
 
 
+def test_perturbations_do_not_depend_on_the_dict_order():
+    params = toy_params()
+    shuffled = {k: params[k] for k in reversed(list(params))}
+    for op in (HillClimb(sigma=0.1, batch=2), EvolutionStrategies(sigma=0.1, pairs=2)):
+        a = op.ask(params, np.random.default_rng(5))
+        b = op.ask(shuffled, np.random.default_rng(5))
+        assert all(torch.equal(x[k], y[k]) for x, y in zip(a, b) for k in params)
+
+
 def test_hill_climb_improves_and_never_accepts_worse():
     op = HillClimb(sigma=0.05, batch=4, episodes=1)
     params, rng = toy_params(), np.random.default_rng(0)

@@ -41,12 +41,12 @@ SPACES = {
 
 
 def space_names(params, space):
-    """Return the parameter names that ``space`` (a key of SPACES) perturbs."""
+    """Return the parameter names that ``space`` (a key of SPACES) perturbs, in a fixed order."""
     if space not in SPACES:
         raise ValueError(f'adaptation space {space!r} unknown; use one of {sorted(SPACES)}')
     names = SPACES[space]
-    if names is None:
-        return tuple(k for k in params if k != 'log_std')
+    if names is None:   # sorted: a loaded checkpoint's dict order varies between processes
+        return tuple(sorted(k for k in params if k != 'log_std'))
     missing = [n for n in names if n not in params]
     if missing:
         raise ValueError(f'space {space!r} needs parameters {missing}; have {sorted(params)}')
