@@ -65,6 +65,16 @@ def add_arguments(parser):
     parser.add_argument('--scenario', default=None,
                         help="scenario name or YAML (default: the checkpoint's)")
     add_common_arguments(parser)
+    parser.add_argument('--adaptation', default='pg', choices=('pg', 'hill_climb', 'es'),
+                        help='adaptation operator (default: pg, the meta-learned inner step, '
+                             'K x R as above); hill_climb and es are derivative-free '
+                             '(maml_robot/meta/operators.py) and run within --budget')
+    parser.add_argument('--adaptation-args', nargs='*', default=[], metavar='KEY=VALUE',
+                        help='settings of a derivative-free operator, e.g. sigma=0.05 batch=4 '
+                             'episodes=2 space=all max_delta=0.1')
+    parser.add_argument('--budget', type=int, default=None, metavar='EPISODES',
+                        help='live episodes per task for --adaptation hill_climb/es (default: '
+                             'K x R); their points are measured on R fresh episodes each')
     parser.add_argument('--baselines', type=Path, nargs='*', default=[], metavar='PATH',
                         help='result JSON files or folders of them from `maml-robot baseline`, '
                              'shown on the same table and figure')
@@ -123,6 +133,19 @@ def write_outputs(report, args):
     return table
 
 
+def _evaluate_operator(args, source, tasks, task_ids, sampler, bar):
+    """Evaluate with ``--adaptation`` (mean-action measurement for derivative-free ones)."""
+    from maml_robot.operator_eval import (evaluate_operator, OperatorEvalConfig,
+                                          parse_settings)
+    budget = args.adapt_steps * args.rollouts if args.budget is None else args.budget
+    measure = ('stochastic',) if args.adaptation == 'pg' else ('mean',)
+    cfg = OperatorEvalConfig(budget, args.rollouts, measure)
+    return evaluate_operator(args.checkpoint, source, tasks, task_ids, sampler,
+                             adaptation=args.adaptation,
+                             settings=parse_settings(args.adaptation_args), cfg=cfg,
+                             eval_seeds=args.seeds, split=args.split, progress=bar)
+
+
 def run(args):
     """Evaluate the checkpoints (and gather baselines); print the markdown table."""
     import numpy as np
@@ -148,18 +171,23 @@ def run(args):
             raise ValueError(f'baseline {r.method} was computed for another version of scenario '
                              f'{r.scenario!r}; re-run `maml-robot baseline`')
     tasks, task_ids = source.split_tasks(args.split, args.tasks, args.task_filter)
-    total = len(args.checkpoint) * len(args.seeds) * (args.adapt_steps + 1)
     with source.sampler(args.workers, device=args.device, max_envs=args.max_envs) as sampler, \
-            tqdm(total=total, desc=f'eval {source.name}/{args.split}', unit='step') as bar:
-        maml = evaluate_checkpoints(args.checkpoint, source, tasks, task_ids, sampler,
-                                    adapt_steps=args.adapt_steps, rollouts=args.rollouts,
-                                    eval_seeds=args.seeds, split=args.split, progress=bar)
+            tqdm(desc=f'eval {source.name}/{args.split}', unit='step') as bar:
+        if args.adaptation == 'pg' and not args.adaptation_args and args.budget is None:
+            bar.total = len(args.checkpoint) * len(args.seeds) * (args.adapt_steps + 1)
+            maml = evaluate_checkpoints(args.checkpoint, source, tasks, task_ids, sampler,
+                                        adapt_steps=args.adapt_steps, rollouts=args.rollouts,
+                                        eval_seeds=args.seeds, split=args.split, progress=bar)
+        else:
+            maml = _evaluate_operator(args, source, tasks, task_ids, sampler, bar)
     results = [maml] + baseline_results
     check_compatible(results)
     cfg = SummaryConfig(n_boot=args.bootstrap, noise_z=args.noise_z)
     meta = {'scenario': source.name, 'fingerprint': source.fingerprint, 'split': args.split,
             'tasks': len(tasks), 'task_filter': args.task_filter,
             'adapt_steps': args.adapt_steps, 'rollouts': args.rollouts,
+            'adaptation': args.adaptation, 'adaptation_args': args.adaptation_args,
+            'budget': args.budget,
             'eval_seeds': args.seeds, 'max_envs': args.max_envs, 'bootstrap': cfg.n_boot,
             'confidence': cfg.confidence, 'noise_z': cfg.noise_z, 'command': ' '.join(sys.argv),
             'date': datetime.now(timezone.utc).isoformat(timespec='seconds'),
