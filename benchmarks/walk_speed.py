@@ -6,18 +6,20 @@ scenario (same cache folder, budget and seed), rolls out its mean action for one
 of the first ``--tasks`` tasks of a split, and compares with standing still (a zero action: the
 default pose in position mode). Nothing is trained here. Run, after the baseline:
 
-    .venv/bin/maml-robot baseline --kind ppo-dr --scenario a1_walk --train-steps 1000000 \\
+    .venv/bin/maml-robot baseline --kind ppo-dr --scenario a1_walk --train-steps 1000000
         --tasks 8 --adapt-steps 0 --rollouts 5 --workers 1 --out runs/a1_ppo_dr
-    .venv/bin/python benchmarks/walk_speed.py --scenario a1_walk --train-steps 1000000 \\
+    .venv/bin/python benchmarks/walk_speed.py --scenario a1_walk --train-steps 1000000
         --out benchmarks/results/a1_walk_ppo_dr.md
+
+(each command on one line).
 """
 
 import argparse
 from datetime import datetime, timezone
 import json
 import os
-import platform
 from pathlib import Path
+import platform
 
 from maml_robot import baselines
 from maml_robot.baseline_store import EnvSource

@@ -218,3 +218,42 @@ def test_in_process_episodes_end_on_a_fall_with_the_training_length(a1_checkpoin
             break
     env.close()
     assert terminated and abs(length - np.median(steps)) <= 1, (length, steps)
+
+
+def test_command_joint_order_maps_commands_into_the_controllers_order():
+    from maml_robot.online.config import command_order
+    joints = ('elbow', 'shoulder', 'wrist')
+    assert command_order(joints, '') is None
+    order = command_order(joints, 'shoulder, wrist,elbow')
+    assert [['e', 's', 'w'][i] for i in order] == ['s', 'w', 'e']
+    for bad in ('shoulder,wrist', 'shoulder,wrist,elbow,elbow', 'shoulder,wrist,knee'):
+        with pytest.raises(ValueError, match='exactly once'):
+            command_order(joints, bad)
+
+
+def test_a1_commands_follow_the_controllers_joint_order(a1_checkpoint, tmp_path):
+    sc = load_scenario('a1_walk')
+    # a ros2_control leg-by-leg order (FR, FL, RR, RL; hip, thigh, calf), not sorted by name
+    order = [f'{leg}_{part}_joint' for leg in ('FR', 'FL', 'RR', 'RL')
+             for part in ('hip', 'upper', 'lower')]
+    index = [sc.joint_names.index(n) for n in order]
+    domain = domain_id()
+    relay = Relay(domain)
+    sim, adapter = _nodes(a1_checkpoint, adapter_overrides={
+        'adapt': False, 'command_topic': '/ordered/commands',
+        'command_joint_order': ','.join(order)})
+    try:
+        ordered = []
+        relay.node.create_subscription(Float64MultiArray, '/ordered/commands',
+                                       lambda m: ordered.append(list(m.data)), 10)
+        with NodeProcesses(domain, log_dir=tmp_path) as procs:
+            procs.start('sim', sim)         # gets no commands: it holds its default pose
+            procs.start('adapter', adapter)
+            assert _wait(lambda: len(ordered) >= 20, 60, procs), 'no commands'
+        # holding (no policy command reaches the sim) or not, every command is the default
+        # pose plus at most 0.25 rad, joint by joint in the controller's order
+        default = sc.actuation.default_position[index]
+        assert np.all(np.abs(np.array(ordered[-10:]) - default) <= 0.25 + 1e-9)
+        assert not np.allclose(default, sc.actuation.default_position)   # order matters here
+    finally:
+        relay.close()

@@ -126,3 +126,20 @@ class Command:
     #                         position targets (position mode), finite and within the limits
     action: np.ndarray      # (J,) normalized action after clamp, rate limit and fade
     mode: str               # MODE_* above
+
+
+def command_order(joint_names, order: str) -> Optional[tuple]:
+    """
+    Return the indices that reorder a command from checkpoint joint order into ``order``.
+
+    ``order`` lists the controller's joints, comma-separated (ros2_control's
+    forward_command_controller takes its ``joints`` parameter's order); '' keeps the checkpoint's
+    order (None). ValueError unless it names every checkpoint joint exactly once.
+    """
+    names = [n.strip() for n in order.split(',') if n.strip()]
+    if not names:
+        return None
+    if sorted(names) != sorted(joint_names) or len(set(names)) != len(names):
+        raise ValueError(f'command_joint_order must name each of the checkpoint joints '
+                         f'{list(joint_names)} exactly once (comma-separated), got {names}')
+    return tuple(list(joint_names).index(n) for n in names)

@@ -11,6 +11,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PointStamped
 from maml_robot.online import (load_adapter, MODE_BAD_ACTION, MODE_BAD_OBS, MODE_STALE,
                                OnlineConfig)
+from maml_robot.online.config import command_order
 from maml_robot.online.inputs import check_joint_positions, position_bounds
 from maml_robot.online.trigger import ACT, DROP, StateTrigger
 from maml_robot.ros import conversions
@@ -34,6 +35,8 @@ PARAMETERS = (
           'the latest state', choices=('state', 'timer')),
     Param('command_topic', '/forward_effort_controller/commands',
           'std_msgs/Float64MultiArray efforts in checkpoint joint order'),
+    Param('command_joint_order', '', "the controller's joint order, comma-separated (its "
+          "joints parameter); '' = the checkpoint's order (joint names sorted)"),
     Param('reward_source', 'internal', 'internal: compute_reward from observed states; '
           'topic: std_msgs/Float64 on reward', choices=('internal', 'topic')),
     Param('adapt', True, 'adapt online from live rewards'),
@@ -79,6 +82,7 @@ class AdapterNode(LifecycleNode):
         declare_all(self, PARAMETERS)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.adapter = None
+        self._order = None           # command_joint_order as indices (None: checkpoint order)
         self._timer = None
         self._entities = []
         self._lock = threading.Lock()
@@ -97,6 +101,12 @@ class AdapterNode(LifecycleNode):
         self._last_error = None
         self.latencies = []          # seconds from joint_states receipt to command publish
 
+    def _command_msg(self, command):
+        """Return the command message, in the controller's joint order when one is set."""
+        if self._order is not None:
+            command = [command[i] for i in self._order]
+        return conversions.command_msg(command)
+
     # ------------------------------------------------------------------------ lifecycle
     def on_configure(self, state) -> TransitionCallbackReturn:
         """Validate parameters, load the checkpoint and create topics and services."""
@@ -109,6 +119,8 @@ class AdapterNode(LifecycleNode):
             self.adapter = load_adapter(
                 values['checkpoint'], config, persist_path=values['persist_path'],
                 seed=values['seed'], log=self.get_logger().warning)
+            self._order = command_order(self.adapter.spec.joint_names,
+                                        values['command_joint_order'])
         except (ValueError, OSError) as err:
             self.get_logger().error(f'configure failed: {err}')
             self.adapter = None
@@ -183,7 +195,7 @@ class AdapterNode(LifecycleNode):
     def on_deactivate(self, state) -> TransitionCallbackReturn:
         """Stop the control timer and publish the hold command."""
         self._stop_timers()
-        self.command_pub.publish(conversions.command_msg(self.adapter.hold_command()))
+        self.command_pub.publish(self._command_msg(self.adapter.hold_command()))
         self.get_logger().info('inactive: hold command published')
         return TransitionCallbackReturn.SUCCESS
 
@@ -196,7 +208,7 @@ class AdapterNode(LifecycleNode):
         """Hold, persist and release everything."""
         if self._timer is not None:
             self._stop_timers()
-            self.command_pub.publish(conversions.command_msg(self.adapter.hold_command()))
+            self.command_pub.publish(self._command_msg(self.adapter.hold_command()))
         self._teardown()
         return TransitionCallbackReturn.SUCCESS
 
@@ -340,7 +352,7 @@ class AdapterNode(LifecycleNode):
     def _control_step(self):
         state, age, reward, reset, wall = self._take_inputs()
         cmd = self.adapter.act(state, age, reward, episode_start=reset)
-        self.command_pub.publish(conversions.command_msg(cmd.effort))
+        self.command_pub.publish(self._command_msg(cmd.effort))
         if wall is not None and cmd.mode != MODE_STALE:
             self.latencies.append(time.perf_counter() - wall)
             del self.latencies[:-2000]
@@ -399,7 +411,7 @@ class AdapterNode(LifecycleNode):
     def _srv_estop(self, request, response):
         self.adapter.set_estop(request.data)
         if request.data:
-            self.command_pub.publish(conversions.command_msg(self.adapter.hold_command()))
+            self.command_pub.publish(self._command_msg(self.adapter.hold_command()))
         response.success = True
         response.message = 'e-stop ' + ('engaged (latched)' if request.data else 'released')
         self.get_logger().warning(response.message)
