@@ -45,6 +45,7 @@ setup(
             'ros-rclpy[fastrtps]',
             'ros-std-msgs', 'ros-sensor-msgs', 'ros-geometry-msgs', 'ros-nav-msgs',
             'ros-std-srvs', 'ros-diagnostic-msgs', 'ros-rosgraph-msgs', 'ros-lifecycle-msgs',
+            'ros-trajectory-msgs',
         ],
         'dev': [
             'pytest', 'ros-ament-flake8', 'ros-ament-pep257', 'flake8', 'pydocstyle',

@@ -19,6 +19,7 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Empty, Float64MultiArray
+from trajectory_msgs.msg import JointTrajectory
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 COMMAND = '/forward_position_controller/commands'
@@ -231,7 +232,22 @@ def test_command_joint_order_maps_commands_into_the_controllers_order():
             command_order(joints, bad)
 
 
-def test_a1_commands_follow_the_controllers_joint_order(a1_checkpoint, tmp_path):
+def test_trajectory_message_of_a_command():
+    from maml_robot.ros.conversions import trajectory_msg
+    msg = trajectory_msg(['b', 'a'], [0.5, -0.25], True, 0.02)
+    assert list(msg.joint_names) == ['b', 'a'] and len(msg.points) == 1
+    point = msg.points[0]
+    assert list(point.positions) == [0.5, -0.25] and not list(point.effort)
+    assert (point.time_from_start.sec, point.time_from_start.nanosec) == (0, 20_000_000)
+    effort = trajectory_msg(['b', 'a'], [1.0, 2.0], False, 1.5).points[0]
+    assert list(effort.effort) == [1.0, 2.0] and not list(effort.positions)
+    assert (effort.time_from_start.sec, effort.time_from_start.nanosec) == (1, 500_000_000)
+    with pytest.raises(ValueError, match='non-finite'):
+        trajectory_msg(['a'], [float('nan')], True, 0.02)
+
+
+@pytest.mark.parametrize('command_type', ['array', 'trajectory'])
+def test_a1_commands_follow_the_controllers_joint_order(a1_checkpoint, tmp_path, command_type):
     sc = load_scenario('a1_walk')
     # a ros2_control leg-by-leg order (FR, FL, RR, RL; hip, thigh, calf), not sorted by name
     order = [f'{leg}_{part}_joint' for leg in ('FR', 'FL', 'RR', 'RL')
@@ -241,11 +257,18 @@ def test_a1_commands_follow_the_controllers_joint_order(a1_checkpoint, tmp_path)
     relay = Relay(domain)
     sim, adapter = _nodes(a1_checkpoint, adapter_overrides={
         'adapt': False, 'command_topic': '/ordered/commands',
-        'command_joint_order': ','.join(order)})
+        'command_joint_order': ','.join(order), 'command_type': command_type})
     try:
-        ordered = []
-        relay.node.create_subscription(Float64MultiArray, '/ordered/commands',
-                                       lambda m: ordered.append(list(m.data)), 10)
+        ordered, names = [], []
+        if command_type == 'array':
+            relay.node.create_subscription(Float64MultiArray, '/ordered/commands',
+                                           lambda m: ordered.append(list(m.data)), 10)
+        else:
+            def on_trajectory(msg):
+                names.append(list(msg.joint_names))
+                ordered.append(list(msg.points[0].positions))
+            relay.node.create_subscription(JointTrajectory, '/ordered/commands',
+                                           on_trajectory, 10)
         with NodeProcesses(domain, log_dir=tmp_path) as procs:
             procs.start('sim', sim)         # gets no commands: it holds its default pose
             procs.start('adapter', adapter)
@@ -255,5 +278,6 @@ def test_a1_commands_follow_the_controllers_joint_order(a1_checkpoint, tmp_path)
         default = sc.actuation.default_position[index]
         assert np.all(np.abs(np.array(ordered[-10:]) - default) <= 0.25 + 1e-9)
         assert not np.allclose(default, sc.actuation.default_position)   # order matters here
+        assert command_type == 'array' or names[-1] == order
     finally:
         relay.close()

@@ -25,6 +25,7 @@ from rclpy.validate_topic_name import validate_topic_name
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Empty, Float64, Float64MultiArray
 from std_srvs.srv import SetBool, Trigger
+from trajectory_msgs.msg import JointTrajectory
 
 PARAMETERS = (
     Param('checkpoint', 'reacher', 'meta-policy: a .safetensors path or a shipped model name'),
@@ -37,6 +38,9 @@ PARAMETERS = (
           'std_msgs/Float64MultiArray efforts in checkpoint joint order'),
     Param('command_joint_order', '', "the controller's joint order, comma-separated (its "
           "joints parameter); '' = the checkpoint's order (joint names sorted)"),
+    Param('command_type', 'array', 'array: std_msgs/Float64MultiArray (forward_command_'
+          'controller); trajectory: trajectory_msgs/JointTrajectory, one point a period ahead '
+          '(joint_trajectory_controller)', choices=('array', 'trajectory')),
     Param('reward_source', 'internal', 'internal: compute_reward from observed states; '
           'topic: std_msgs/Float64 on reward', choices=('internal', 'topic')),
     Param('adapt', True, 'adapt online from live rewards'),
@@ -103,8 +107,14 @@ class AdapterNode(LifecycleNode):
 
     def _command_msg(self, command):
         """Return the command message, in the controller's joint order when one is set."""
+        names = self.adapter.spec.joint_names
         if self._order is not None:
             command = [command[i] for i in self._order]
+            names = [names[i] for i in self._order]
+        if self.values['command_type'] == 'trajectory':
+            position = self.adapter.spec.actuation is not None \
+                and self.adapter.spec.actuation.is_position
+            return conversions.trajectory_msg(names, command, position, self.period)
         return conversions.command_msg(command)
 
     # ------------------------------------------------------------------------ lifecycle
@@ -164,7 +174,8 @@ class AdapterNode(LifecycleNode):
         # the others first, so a state-triggered command sees that step's reward and goal
         add(self.create_subscription(JointState, 'joint_states', self._on_joints,
                                      qos_profile_sensor_data))
-        self.command_pub = self.create_publisher(Float64MultiArray, values['command_topic'], 10)
+        kind = JointTrajectory if values['command_type'] == 'trajectory' else Float64MultiArray
+        self.command_pub = self.create_publisher(kind, values['command_topic'], 10)
         self.diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
         self.episode_pub = self.create_publisher(Float64MultiArray, '~/episode_return',
                                                  conversions.EPISODE_RETURN_QOS)

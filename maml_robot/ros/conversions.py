@@ -8,6 +8,7 @@ import numpy as np
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray, MultiArrayDimension
+from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 # ~/episode_return keeps its history for late joiners (a monitor or the demo that subscribes
 # after the first episodes ended still gets every episode, in order).
@@ -147,3 +148,26 @@ def command_efforts(msg: Float64MultiArray, num_joints: int) -> np.ndarray:
     if not np.all(np.isfinite(data)):
         raise ValueError(f'command contains non-finite values {data.tolist()}')
     return data
+
+
+def trajectory_msg(joint_names, command, position: bool, seconds: float) -> JointTrajectory:
+    """
+    Build a one-point JointTrajectory (for a JointTrajectoryController) from a joint command.
+
+    Position targets go to ``positions`` (position mode), efforts to ``effort`` (torque mode);
+    the point is to be reached ``seconds`` (one control period) from now (zero stamp = now).
+    """
+    values = [float(v) for v in command]
+    if not all(math.isfinite(v) for v in values):
+        raise ValueError(f'refusing to publish a non-finite command {values}')
+    point = JointTrajectoryPoint()
+    if position:
+        point.positions = values
+    else:
+        point.effort = values
+    sec, nanosec = divmod(int(round(seconds * 1e9)), 1_000_000_000)
+    point.time_from_start.sec, point.time_from_start.nanosec = sec, nanosec
+    msg = JointTrajectory()
+    msg.joint_names = [str(n) for n in joint_names]
+    msg.points = [point]
+    return msg
