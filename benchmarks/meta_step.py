@@ -12,10 +12,11 @@ prints the ceiling that removing all of that overhead would give at each size. U
 """
 
 import argparse
+from pathlib import Path
 import statistics
+import sys
 import time
 
-from maml_robot.meta.episodes import synthetic_episodes
 from maml_robot.meta.inner import adapt_batched, compute_advantages, inner_step
 from maml_robot.meta.losses import pg_surrogate
 from maml_robot.policy import GaussianPolicy, PolicyConfig
@@ -68,6 +69,10 @@ def run_case(args, rollouts, horizon):
     device = torch.device(args.device)
     policy = GaussianPolicy(PolicyConfig(args.obs_dim, args.act_dim, tuple(args.hidden)))
     params = policy.init_params(0)
+    tests = str(Path(__file__).resolve().parent.parent / 'tests')
+    if tests not in sys.path:
+        sys.path.insert(0, tests)
+    from helpers import synthetic_episodes      # the tests' toy Episodes (tests/helpers.py)
     pre = synthetic_episodes(policy, params, args.tasks, rollouts, horizon, seed=1)
     post = synthetic_episodes(policy, params, args.tasks, rollouts, horizon, seed=2)
     policy.to(device)

@@ -4,7 +4,9 @@ from dataclasses import dataclass
 import logging
 from typing import Any, Callable, Sequence
 
-from maml_robot.sampling.backend import WorkerBackend, WorkerCrashed
+from maml_robot.episodes import Episodes
+# SamplerError lives with the worker backends (which raise it too) and is re-exported here
+from maml_robot.sampling.backend import SamplerError, WorkerBackend, WorkerCrashed
 from maml_robot.sampling.local import ProcessBackend
 from maml_robot.sampling.worker import GROUPS
 import numpy as np
@@ -12,10 +14,6 @@ import torch
 
 logger = logging.getLogger(__name__)
 INFERENCE = ('central', 'workers')
-
-
-class SamplerError(RuntimeError):
-    """Sampling failed even after replacing crashed workers (e.g. a task that always breaks)."""
 
 
 def resolve_device(device: str) -> torch.device:
@@ -175,7 +173,6 @@ class Sampler:
                 num_rollouts))
         if len(parts) == 1:
             return parts[0]
-        from maml_robot.meta.episodes import Episodes
         return Episodes(*(torch.cat(fields) for fields in zip(*(p.as_tuple() for p in parts))))
 
     def _with_retries(self, policy, pool_envs, fn, *args):
@@ -214,7 +211,6 @@ class Sampler:
         other group's actions. The grouping depends only on ``N``, so results never depend on
         the number of workers.
         """
-        from maml_robot.meta.episodes import Episodes
         num_tasks = len(tasks)
         shape = (num_tasks, num_rollouts)
         used, pool = num_tasks * num_rollouts, self.backend.num_envs
@@ -299,7 +295,6 @@ class Sampler:
         it never waits for the main process between batches; the results are the same for any
         pool size, number of workers and backend.
         """
-        from maml_robot.meta.episodes import Episodes
         from maml_robot.sampling.rollout import RolloutJob
         num_tasks, num_rollouts = shape
         config = policy.config

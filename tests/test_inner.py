@@ -1,7 +1,8 @@
 """Tests for the inner-loop update: purity, batching, masks, Meta-SGD, baseline, returns."""
 
+from helpers import synthetic_episodes
+from maml_robot.episodes import Episodes
 from maml_robot.meta.baseline import baseline_features, fit_linear_baseline
-from maml_robot.meta.episodes import Episodes, synthetic_episodes
 from maml_robot.meta.inner import adapt_batched, compute_advantages, inner_step
 from maml_robot.meta.losses import pg_surrogate
 from maml_robot.meta.returns import discounted_returns, gae_advantages

@@ -21,7 +21,7 @@ LAYERS = (
     # ('maml_robot' itself names only the package's __init__).
     ('base', ('maml_robot', 'maml_robot.paths', 'maml_robot.urdf', 'maml_robot.stats',
               'maml_robot.results', 'maml_robot.plots', 'maml_robot.actuation',
-              'maml_robot.kinematics')),
+              'maml_robot.kinematics', 'maml_robot.episodes')),
     ('scenario', ('maml_robot.scenario', 'maml_robot.scenario_kinematics',
                   'maml_robot.scenario_control', 'maml_robot.dynamics',
                   'maml_robot.observation')),
@@ -40,21 +40,16 @@ LAYERS = (
     ('commands', ('maml_robot.commands', 'maml_robot.cli')),
 )
 """The intended order (docs/ARCHITECTURE.md: scenario -> sim/env -> sampler -> meta-learner ->
-checkpoint -> evaluate / node), refined: the sampler's worker backends sit below the sampler
+checkpoint -> evaluate / node), refined: the Episodes data type (torch only), which the sampler
+returns and the meta-learner consumes, at the base; the sampler's worker backends below the sampler
 front-end; the policy network between sampler and meta-learner (the sampler runs a policy it is
-given and never imports it); the trainer, which drives sampler, learner and checkpoints, above
-the checkpoint; the online adapter below the ROS nodes; the CLI commands on top."""
+given and never imports it); the trainer, which drives sampler, learner and checkpoints, above the
+checkpoint; the online adapter below the ROS nodes; the CLI commands on top."""
 
 KNOWN = {
-    # (importer, imported): why it is upward, and what removes it (issue 19)
-    ('maml_robot.sampler', 'maml_robot.meta.episodes'):
-        'the sampler returns Episodes, a type that lives in the meta-learner package; move '
-        'Episodes below the sampler (e.g. maml_robot/episodes.py)',
-    ('maml_robot.sampling.ray_backend', 'maml_robot.sampler'):
-        'a worker backend imports the front-end for SamplerError (a cycle sampler <-> '
-        'sampling); define the error in maml_robot.sampling.backend',
+    # (importer, imported): why it is upward, and what removes it. Empty since issue 19.
 }
-"""Known upward imports, to be removed by issue 19. Never add to this list: fix the import."""
+"""Known upward imports. Never add to this list: fix the import."""
 
 
 def modules(root=ROOT):

@@ -7,7 +7,7 @@ state as tensors + JSON for an exact resume.
 
 import json
 
-from maml_robot.meta.episodes import synthetic_episodes
+from helpers import synthetic_episodes
 from maml_robot.meta.inner import InnerConfig
 from maml_robot.meta.learners import config_from_dict, make_learner
 from maml_robot.meta.promp import ProMPConfig

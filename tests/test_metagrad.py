@@ -15,7 +15,7 @@ differences in float64. The naive estimator (no score term) must NOT agree: the 
 
 import itertools
 
-from maml_robot.meta.episodes import Episodes
+from maml_robot.episodes import Episodes
 from maml_robot.meta.inner import inner_step, InnerConfig
 from maml_robot.meta.learners import make_learner
 from maml_robot.meta.losses import clip_surrogate, dice_objective

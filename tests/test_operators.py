@@ -1,6 +1,7 @@
 """Tests for the adaptation operators (pg, hill_climb, es) and their evaluation loop."""
 
-from maml_robot.meta.episodes import Episodes, synthetic_episodes
+from helpers import synthetic_episodes
+from maml_robot.episodes import Episodes
 from maml_robot.meta.inner import inner_step
 from maml_robot.meta.operators import (centered_ranks, EvolutionStrategies, HillClimb,
                                        MeanActionPolicy, PolicyGradient)

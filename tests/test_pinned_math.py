@@ -13,8 +13,8 @@ never by calling the function under test twice. Each names the mutant it kills:
 
 import math
 
+from helpers import synthetic_episodes
 from maml_robot import stats
-from maml_robot.meta.episodes import synthetic_episodes
 from maml_robot.meta.inner import (adapt_batched, compute_advantages, inner_step, InnerConfig,
                                    sgd_step)
 from maml_robot.meta.learners import make_learner

@@ -9,7 +9,7 @@ A learner owns the meta-parameters (policy params and, with Meta-SGD, the inner 
 
 from dataclasses import asdict
 
-from maml_robot.meta.episodes import Episodes
+from maml_robot.episodes import Episodes
 from maml_robot.meta.inner import adapt_batched, compute_advantages, init_inner_lr
 from maml_robot.meta.losses import dice_score_term
 from maml_robot.meta.returns import discounted_total

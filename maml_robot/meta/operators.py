@@ -6,7 +6,7 @@ Every operator is a frozen dataclass of settings and two pure methods:
 * ``ask(params, rng) -> candidates``: the parameter dicts to roll out next, each for
   ``op.episodes`` live episodes (``rng``: a ``numpy.random.Generator``, the only randomness);
 * ``tell(params, candidates, episodes) -> new params``: ``episodes[i]`` are the
-  :class:`~maml_robot.meta.episodes.Episodes` (E, T) of ``candidates[i]``.
+  :class:`~maml_robot.episodes.Episodes` (E, T) of ``candidates[i]``.
 
 ``op.stochastic`` says how the candidates are rolled out: with the Gaussian policy (``pg``,
 whose gradient needs the sampled actions) or with its mean action (the derivative-free

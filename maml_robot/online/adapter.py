@@ -390,7 +390,7 @@ class OnlineAdapter:
 
     def episodes_tensor(self, episodes):
         """Stack live episodes as training's Episodes (N, T, ...), padded with mask 0."""
-        from maml_robot.meta.episodes import Episodes
+        from maml_robot.episodes import Episodes
         n, t = len(episodes), max(len(ep) for ep in episodes)
         obs_dim, act_dim = len(episodes[0][0][0]), len(episodes[0][0][1])
         obs = torch.zeros(n, t, obs_dim)          # (N, T, obs_dim)

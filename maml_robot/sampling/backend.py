@@ -52,6 +52,10 @@ class WorkerCrashed(RuntimeError):
         super().__init__('; '.join(f.describe() for f in self.failures))
 
 
+class SamplerError(RuntimeError):
+    """Sampling failed even after replacing crashed workers (e.g. a task that always breaks)."""
+
+
 @dataclass
 class StepResult:
     """Arrays written by the workers after one step (views, valid until the next call)."""

@@ -7,11 +7,10 @@ import time
 import traceback
 from typing import Any, Callable, Sequence
 
-from maml_robot.sampler import SamplerError
-from maml_robot.sampling.backend import (EnvSpaces, split_envs, split_job, StepResult,
-                                         WorkerBackend, WorkerCrashed, WorkerFailure)
+from maml_robot.sampling.backend import (EnvSpaces, SamplerError, split_envs, split_job,
+                                         StepResult, WorkerBackend, WorkerCrashed, WorkerFailure)
 from maml_robot.sampling.rollout import concat_results
-from maml_robot.sampling.worker import _Worker, buffer_shape, BUFFERS, GROUPS
+from maml_robot.sampling.worker import buffer_shape, BUFFERS, GROUPS, Worker
 import numpy as np
 
 logger = logging.getLogger(__name__)
@@ -46,7 +45,7 @@ class EnvActor:
     """
     The environments of one Ray actor (the class is wrapped with ``ray.remote`` on first use).
 
-    It holds the very worker the local pool runs (:class:`maml_robot.sampling.worker._Worker`)
+    It holds the very worker the local pool runs (:class:`maml_robot.sampling.worker.Worker`)
     with private numpy buffers instead of shared memory, so both backends clip and step
     alike. Every method answers ``('ok', payload)`` or ``('error', env_index, traceback[, task])``;
     after an error the driver replaces the actor.
@@ -57,7 +56,7 @@ class EnvActor:
         torch.set_num_threads(threads)
         self.worker, self.error = None, None
         try:
-            self.worker = _Worker(None, env_factory, range(num_envs))
+            self.worker = Worker(None, env_factory, range(num_envs))
         except Exception:  # noqa: B902 - reported to the driver by spaces()
             self.error = traceback.format_exc()
             return

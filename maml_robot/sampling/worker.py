@@ -54,7 +54,7 @@ def _spaces_of(env) -> dict:
             'act_high': tuple(float(x) for x in act.high)}
 
 
-class _Worker:
+class Worker:
     """The state of one worker: its environments and its view of the shared buffers."""
 
     def __init__(self, conn, env_factory, env_ids: range):
@@ -156,7 +156,7 @@ def worker_main(conn, env_factory, env_ids: range, threads: int = 1) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     worker = None
     try:
-        worker = _Worker(conn, env_factory, env_ids)
+        worker = Worker(conn, env_factory, env_ids)
         conn.send(('spaces', worker.spaces))
         while True:
             raw = conn.recv_bytes()
