@@ -306,6 +306,11 @@ def test_fk_is_fast_enough_for_every_control_step():
     assert math.isfinite(sum(chain.fk_list(q)))
 
 
-def test_no_reference_controller_for_3d_reaching_says_so():
-    with pytest.raises(ValueError, match='no reference controller for 3-D reaching'):
-        make_controller(load_scenario('kuka_reach'))
+def test_no_torque_reference_controller_for_3d_reaching_says_so(tmp_path):
+    assert type(make_controller(load_scenario('kuka_reach'))).__name__ == 'PoseController'
+    data = _kuka_data()
+    data['control'] = {'mode': 'torque', 'rate_hz': 25}
+    path = tmp_path / 'torque.yaml'
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ValueError, match='no torque-mode reference controller for 3-D reaching'):
+        make_controller(load_scenario(str(path)))
