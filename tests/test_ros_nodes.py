@@ -314,7 +314,7 @@ def test_sim_node_publishes_the_3d_goal_in_the_arm_base_frame():
         executor.add_node(probe)
         deadline = time.monotonic() + 5.0
         while not got and time.monotonic() < deadline:
-            node._publish_state(np.zeros(7))
+            node._publish_state()
             executor.spin_once(timeout_sec=0.1)
         assert got, 'no goal message'
         goal = node.world.true_state().goal
