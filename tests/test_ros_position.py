@@ -281,3 +281,26 @@ def test_a1_commands_follow_the_controllers_joint_order(a1_checkpoint, tmp_path,
         assert command_type == 'array' or names[-1] == order
     finally:
         relay.close()
+
+
+def test_a_robot_lying_fallen_adds_no_episodes(a1_checkpoint):
+    """Until the robot is back up, no transition is recorded: no one-step episodes pile up."""
+    from maml_robot.dynamics import Task
+    from maml_robot.sim.world import World
+    import dataclasses
+    sc = load_scenario('a1_walk')
+    config = online.OnlineConfig(synchronous=True, rollouts_per_step=1000, ramp_in_steps=0,
+                                 fade_in_steps=0)
+    adapter = online.load_adapter(a1_checkpoint, config)
+    task = dataclasses.replace(Task.nominal(sc), dead_joints=tuple(
+        n for n in sc.joint_names if 'hip' not in n))
+    world = World(sc, task=task)
+    try:
+        world.reset(np.random.default_rng(0))
+        for step in range(100):           # nobody resets it: it falls and lies there
+            cmd = adapter.act(world.measured_state(), 0.0, episode_start=step == 0)
+            world.apply_action(cmd.action)
+            world.step()
+    finally:
+        world.close()
+    assert len(adapter.episode_lengths) == 1 and adapter.episode_lengths[0] < 20

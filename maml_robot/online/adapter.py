@@ -157,7 +157,10 @@ class OnlineAdapter:
             return self._hold(MODE_BAD_ACTION)
         self._tick += 1
         self._last_action = action
-        record = mode == MODE_POLICY and explore
+        # no transition starts from a terminal state (a fallen robot): training has none, and
+        # a robot lying there until someone picks it up would fill the batch with them
+        record = mode == MODE_POLICY and explore and not (
+            self._terminated is not None and self._terminated(state))
         self._pending = (obs, raw, log_prob, state, action, version) if record else None
         self._prev_state = state
         self._last_command = command

@@ -132,7 +132,8 @@ class SimNode(Node):
         fresh = command is not None and self.sim_time - stamp <= self.values['command_timeout']
         if not fresh:
             if not self.holding and command is not None:
-                what = ('the default pose' if self.actuation.is_position else 'zero effort')
+                what = {'zero': 'zero effort', 'default': 'the default pose',
+                        'last': 'the last commanded pose'}[self.actuation.hold]
                 self.get_logger().warning(f'commands stopped arriving: holding {what}')
             self.holding = True
             return self.actuation.hold_command(command)
