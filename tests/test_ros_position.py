@@ -100,11 +100,12 @@ class Relay:
         self.thread.join(2.0)
 
 
-def _nodes(checkpoint, sim_overrides=None, adapter_overrides=None, relay=True):
+def _nodes(checkpoint, sim_overrides=None, adapter_overrides=None, relay=True,
+           scenario='a1_walk'):
     remaps = {'joint_states': 'sim/joint_states', 'odom': 'sim/odom',
               'episode_start': 'sim/episode_start'} if relay else None
     sim = node_command('sim_node', overrides={
-        'scenario': 'a1_walk', 'command_topic': COMMAND, 'real_time_factor': 2.0,
+        'scenario': scenario, 'command_topic': COMMAND, 'real_time_factor': 2.0,
         **(sim_overrides or {})}, remaps=remaps)
     adapter = node_command('adapter_node', overrides={
         'checkpoint': str(checkpoint), 'command_topic': COMMAND, 'use_sim_time': True,
@@ -246,18 +247,32 @@ def test_trajectory_message_of_a_command():
         trajectory_msg(['a'], [float('nan')], True, 0.02)
 
 
-@pytest.mark.parametrize('command_type', ['array', 'trajectory'])
-def test_a1_commands_follow_the_controllers_joint_order(a1_checkpoint, tmp_path, command_type):
-    sc = load_scenario('a1_walk')
-    # a ros2_control leg-by-leg order (FR, FL, RR, RL; hip, thigh, calf), not sorted by name
-    order = [f'{leg}_{part}_joint' for leg in ('FR', 'FL', 'RR', 'RL')
-             for part in ('hip', 'upper', 'lower')]
+@pytest.fixture(scope='module')
+def kuka_checkpoint(tmp_path_factory):
+    path = tmp_path_factory.mktemp('kuka') / 'kuka_fresh.safetensors'
+    save_checkpoint(path, online.fresh_checkpoint(load_scenario('kuka_reach'), seed=0))
+    return path
+
+
+@pytest.mark.parametrize('robot,command_type', [('a1_walk', 'array'), ('a1_walk', 'trajectory'),
+                                                 ('kuka_reach', 'array')])
+def test_commands_follow_the_controllers_joint_order(a1_checkpoint, kuka_checkpoint, tmp_path,
+                                                     robot, command_type):
+    sc = load_scenario(robot)
+    if robot == 'a1_walk':   # a ros2_control leg-by-leg order (FR, FL, RR, RL; hip, thigh, calf)
+        order = [f'{leg}_{part}_joint' for leg in ('FR', 'FL', 'RR', 'RL')
+                 for part in ('hip', 'upper', 'lower')]
+    else:                    # the arm's joints from the elbow on, then the shoulder's
+        order = list(sc.joint_names[3:] + sc.joint_names[:3])
     index = [sc.joint_names.index(n) for n in order]
     domain = domain_id()
     relay = Relay(domain)
-    sim, adapter = _nodes(a1_checkpoint, adapter_overrides={
-        'adapt': False, 'command_topic': '/ordered/commands',
-        'command_joint_order': ','.join(order), 'command_type': command_type})
+    checkpoint = a1_checkpoint if robot == 'a1_walk' else kuka_checkpoint
+    sim, adapter = _nodes(checkpoint, scenario=robot, relay=robot == 'a1_walk',
+                          adapter_overrides={
+                              'adapt': False, 'command_topic': '/ordered/commands',
+                              'command_joint_order': ','.join(order),
+                              'command_type': command_type})
     try:
         ordered, names = [], []
         if command_type == 'array':
@@ -270,13 +285,16 @@ def test_a1_commands_follow_the_controllers_joint_order(a1_checkpoint, tmp_path,
             relay.node.create_subscription(JointTrajectory, '/ordered/commands',
                                            on_trajectory, 10)
         with NodeProcesses(domain, log_dir=tmp_path) as procs:
-            procs.start('sim', sim)         # gets no commands: it holds its default pose
+            procs.start('sim', sim)         # gets no commands: it holds its safe pose
             procs.start('adapter', adapter)
             assert _wait(lambda: len(ordered) >= 20, 60, procs), 'no commands'
-        # holding (no policy command reaches the sim) or not, every command is the default
-        # pose plus at most 0.25 rad, joint by joint in the controller's order
+        # one position target per joint, each the default pose plus at most one action scale,
+        # joint by joint in the controller's order (A1: 12 targets, KUKA: 7)
         default = sc.actuation.default_position[index]
-        assert np.all(np.abs(np.array(ordered[-10:]) - default) <= 0.25 + 1e-9)
+        scale = sc.actuation.action_scale[index]
+        last = np.array(ordered[-10:])
+        assert last.shape[1] == sc.act_dim
+        assert np.all(np.abs(last - default) <= scale + 1e-9)
         assert not np.allclose(default, sc.actuation.default_position)   # order matters here
         assert command_type == 'array' or names[-1] == order
     finally:
