@@ -254,8 +254,10 @@ def kuka_checkpoint(tmp_path_factory):
     return path
 
 
-@pytest.mark.parametrize('robot,command_type', [('a1_walk', 'array'), ('a1_walk', 'trajectory'),
-                                                 ('kuka_reach', 'array')])
+ORDER_CASES = [('a1_walk', 'array'), ('a1_walk', 'trajectory'), ('kuka_reach', 'array')]
+
+
+@pytest.mark.parametrize('robot,command_type', ORDER_CASES)
 def test_commands_follow_the_controllers_joint_order(a1_checkpoint, kuka_checkpoint, tmp_path,
                                                      robot, command_type):
     sc = load_scenario(robot)
