@@ -152,8 +152,8 @@ class Trainer:
                 run_id = (yaml.safe_load(f) or {}).get('run_id')
             if info['run_id'] != run_id:
                 raise ValueError(f'--resume: {path} belongs to another run (run_id '
-                                 f'{info["run_id"]}, this folder\'s {run_file} says {run_id}); '
-                                 'restore this run\'s own resume file or start a new run')
+                                 f'{info["run_id"]}, {run_file} of this folder says {run_id}); '
+                                 "restore this run's own resume file or start a new run")
         recorded = info.get('config')
         if recorded is not None:
             diff = _changed_keys(recorded, saved.to_dict())

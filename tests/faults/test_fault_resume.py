@@ -31,7 +31,7 @@ def runs(tmp_path_factory):
 
 @pytest.fixture
 def run(runs, tmp_path):
-    """A copy of run A to tamper with."""
+    """Return a copy of run A to tamper with."""
     return shutil.copytree(runs[0], tmp_path / 'run')
 
 
