@@ -64,10 +64,10 @@ def unflatten_state(tensors: dict, skeleton, device=None):
     return walk(skeleton)
 
 
-def state_digest(tensors: dict, skeleton: str, info: str) -> str:
-    """Return the sha256 of the tensors' bytes (sorted by name) and the JSON metadata."""
+def state_digest(tensors: dict, *texts: str) -> str:
+    """Return the sha256 of the texts (JSON metadata) and the tensors (sorted by name)."""
     digest = hashlib.sha256()
-    for text in (skeleton, info):
+    for text in texts:
         digest.update(text.encode('utf-8') + b'\0')
     for name in sorted(tensors):
         t = tensors[name].detach().cpu().contiguous()
