@@ -20,6 +20,7 @@ import tempfile
 import maml_robot
 from maml_robot.meta.inner import InnerConfig
 from maml_robot.policy import GaussianPolicy, PolicyConfig
+from maml_robot.train_state import state_digest
 import safetensors
 import safetensors.torch
 import torch
@@ -27,6 +28,12 @@ import torch
 FORMAT_VERSION = 1
 METADATA_KEY = 'maml_robot'
 MAX_HEADER_BYTES = 100 * 1024 * 1024
+DIGEST_KEY = 'maml_robot_sha256'
+"""Header metadata: sha256 of the metadata JSON and every tensor (absent in older files)."""
+
+LOG_STD_RANGE = (-20.0, 10.0)
+"""Plausible ``log_std`` of a policy: a standard deviation of 2e-9 .. 2e4 (actions are in
+[-1, 1]); beyond it the file is damaged or edited, and adapting would divide by ~0."""
 
 
 class CheckpointError(ValueError):
@@ -136,6 +143,12 @@ def validate_checkpoint(ckpt):
                               f'with a matching maml_robot version')
     shapes = cfg.param_shapes()
     _check_tensors('params', ckpt.params, shapes)
+    log_std = ckpt.params['log_std']
+    lo, hi = LOG_STD_RANGE
+    if not ((log_std >= lo) & (log_std <= hi)).all():
+        raise CheckpointError(f"checkpoint params 'log_std' is {log_std.tolist()}, outside "
+                              f'[{lo:g}, {hi:g}] (a policy standard deviation of exp(log_std)); '
+                              f'the file is damaged or was edited: use another checkpoint')
     if ckpt.inner_lr is not None:   # Meta-SGD: shaped like the params; per tensor: scalars
         per_tensor = isinstance(ckpt.inner, dict) and ckpt.inner.get('lr_per') == 'tensor'
         _check_tensors('inner_lr', ckpt.inner_lr,
@@ -194,7 +207,8 @@ def save_checkpoint(path, ckpt):
     tensors['obs_mean'] = ckpt.obs_mean
     tensors['obs_std'] = ckpt.obs_std
     tensors = {k: v.detach().to('cpu').contiguous() for k, v in tensors.items()}
-    blob = safetensors.torch.save(tensors, metadata={'format': 'pt', METADATA_KEY: meta})
+    blob = safetensors.torch.save(tensors, metadata={
+        'format': 'pt', METADATA_KEY: meta, DIGEST_KEY: state_digest(tensors, meta)})
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
@@ -249,7 +263,7 @@ def _read_header(path, blob):
         raise CheckpointError(f'{path}: no {METADATA_KEY!r} metadata in the header; this '
                               f'.safetensors file was not written by maml_robot.save_checkpoint')
     try:
-        return json.loads(meta[METADATA_KEY])
+        return json.loads(meta[METADATA_KEY]), meta[METADATA_KEY], meta.get(DIGEST_KEY)
     except ValueError as err:
         raise CheckpointError(f'{path}: corrupted {METADATA_KEY!r} metadata ({err})') from err
 
@@ -272,11 +286,15 @@ def load_checkpoint(path, expect=None):
         raise CheckpointError(f'checkpoint file not found: {path}; pass the path of a '
                               f'.safetensors file written by `maml-robot train`')
     blob = path.read_bytes()
-    meta = _read_header(path, blob)
+    meta, meta_text, digest = _read_header(path, blob)
     try:
         tensors = safetensors.torch.load(blob)
     except (safetensors.SafetensorError, RuntimeError, ValueError) as err:
         raise CheckpointError(f'{path}: unreadable tensor data ({err})') from err
+    if digest is not None and state_digest(tensors, meta_text) != digest:
+        raise CheckpointError(f'{path}: the file is damaged: its tensors or metadata do not '
+                              f'match the sha256 it was saved with (flipped bytes, or edited); '
+                              f'use an intact copy or an earlier checkpoint')
     ckpt = _from_parts(path, meta, tensors)
     if expect is not None:
         check_expectation(ckpt, expect, path)
@@ -315,8 +333,9 @@ def _from_parts(path, meta, tensors):
         policy_config=cfg, params=_split(tensors, 'params.'), obs_mean=tensors['obs_mean'],
         obs_std=tensors['obs_std'], joint_names=tuple(meta['joint_names']),
         observation_layout=tuple(meta['observation_layout']),
-        action_scale=tuple(float(s) for s in meta['action_scale']),
-        control_period=float(meta['control_period']), inner=meta['inner'], inner_lr=inner_lr,
+        action_scale=_numbers(path, meta, 'action_scale', many=True),
+        control_period=_numbers(path, meta, 'control_period'), inner=meta['inner'],
+        inner_lr=inner_lr,
         scenario=meta.get('scenario') or {}, algorithm=meta.get('algorithm') or {},
         training=meta.get('training') or {}, versions=meta.get('versions') or {},
         format_version=version)
@@ -325,6 +344,17 @@ def _from_parts(path, meta, tensors):
     except CheckpointError as err:
         raise CheckpointError(f'{path}: {err}') from err
     return ckpt
+
+
+def _numbers(path, meta, key, many=False):
+    """Return metadata ``key`` as a float (a tuple of floats if ``many``); name it if not."""
+    value = meta[key]
+    items = value if many and isinstance(value, list) else [value]
+    if (many and not isinstance(value, list)) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in items):
+        what = 'a list of numbers' if many else 'a number'
+        raise CheckpointError(f'{path}: metadata {key} must be {what}, got {value!r}')
+    return tuple(float(v) for v in items) if many else float(value)
 
 
 def expectation_from_scenario(scenario):

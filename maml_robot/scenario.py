@@ -45,6 +45,13 @@ TOP_KEYS = ('name', 'description', 'urdf', 'joints', 'control', 'sim', 'base', '
             'dynamics')
 
 
+MAX_EPISODE_STEPS = 100_000
+"""Upper bound of ``episode_steps`` (100 000 steps: 33 min of simulated time at 50 Hz)."""
+
+MAX_SPLIT_SIZE = 100_000
+"""Upper bound of a fixed split's ``size`` (tasks are drawn and held in memory up front)."""
+
+
 class ScenarioError(ValueError):
     """A malformed scenario: names the file, the dotted key and what was expected."""
 
@@ -230,11 +237,13 @@ class _Reader:
             self.fail(key, f'a number {bound} and <= {hi}', value)
         return float(value)
 
-    def integer(self, value, key, lo=None):
+    def integer(self, value, key, lo=None, hi=None):
         if isinstance(value, bool) or not isinstance(value, int):
             self.fail(key, 'an integer', value)
         if lo is not None and value < lo:
             self.fail(key, f'an integer >= {lo}', value)
+        if hi is not None and value > hi:
+            self.fail(key, f'an integer <= {hi}', value)
         return value
 
     def range_(self, value, key, lo=-math.inf):
@@ -302,7 +311,10 @@ def load_scenario(name_or_path):
         return Scenario.from_dict(name_or_path)
     path = resolve(name_or_path)
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_text(encoding='utf-8'))
+    except UnicodeDecodeError as err:
+        raise ScenarioError(path, '<file>', 'a UTF-8 text YAML file',
+                            f'undecodable byte at offset {err.start}') from None
     except yaml.YAMLError as err:
         raise ScenarioError(path, '<file>', 'valid YAML', str(err).splitlines()[0]) from None
     return build_scenario(data, path)
@@ -343,7 +355,7 @@ def _split(r, name, spec, names, splits_data):
         if 'size' not in spec or 'seed' not in spec:
             r.fail(key, 'both size and seed for a fixed split (or neither for a sampled one)',
                    sorted(spec))
-        size = r.integer(spec['size'], f'{key}.size', lo=1)
+        size = r.integer(spec['size'], f'{key}.size', lo=1, hi=MAX_SPLIT_SIZE)
         seed = r.integer(spec['seed'], f'{key}.seed', lo=0)
     ranges = spec['ranges']
     rkey = f'{key}.ranges'
@@ -479,7 +491,8 @@ def build_scenario(data, path):
     name = data['name']
     if not isinstance(name, str) or not name:
         r.fail('name', 'a non-empty string', name)
-    steps = r.integer(data['episode_steps'], 'episode_steps', lo=1)
+    steps = r.integer(data['episode_steps'], 'episode_steps', lo=1,
+                      hi=MAX_EPISODE_STEPS)
     return Scenario(
         name=name, path=path.resolve(), urdf_path=urdf_path,
         description=str(data.get('description', '')), joint_names=names,

@@ -1,5 +1,6 @@
 """Exact, pickle-free save/load of training state (nested dicts of tensors) for ``--resume``."""
 
+import hashlib
 import json
 from pathlib import Path
 import tempfile
@@ -63,6 +64,18 @@ def unflatten_state(tensors: dict, skeleton, device=None):
     return walk(skeleton)
 
 
+def state_digest(tensors: dict, *texts: str) -> str:
+    """Return the sha256 of the texts (JSON metadata) and the tensors (sorted by name)."""
+    digest = hashlib.sha256()
+    for text in texts:
+        digest.update(text.encode('utf-8') + b'\0')
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        digest.update(f'{name}:{t.dtype}:{tuple(t.shape)}'.encode('utf-8') + b'\0')
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
 def save_train_state(path, state: dict, info: dict) -> None:
     """
     Write ``state`` (nested tensors) and ``info`` (JSON-able) to one .safetensors file.
@@ -73,6 +86,7 @@ def save_train_state(path, state: dict, info: dict) -> None:
     path = Path(path)
     tensors, skeleton = flatten_state(state)
     metadata = {'format': FORMAT, 'skeleton': json.dumps(skeleton), 'info': json.dumps(info)}
+    metadata['sha256'] = state_digest(tensors, metadata['skeleton'], metadata['info'])
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=path.parent, prefix=path.name, suffix='.tmp',
                                      delete=False) as tmp:
@@ -96,9 +110,22 @@ def load_train_state(path, device=None):
             metadata = f.metadata() or {}
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except Exception as err:  # noqa: B902 - safetensors raises several error types
-        raise ValueError(f'{path} is not a readable training state ({err}); it may be '
-                         'truncated: resume from a copy or start a new run') from None
+        raise damaged(path, f'not a readable training state: {err}') from None
     if metadata.get('format') != FORMAT:
         raise ValueError(f'{path} has format {metadata.get("format")!r}, expected {FORMAT!r}')
-    skeleton = json.loads(metadata['skeleton'])
-    return unflatten_state(tensors, skeleton, device), json.loads(metadata['info'])
+    want = metadata.get('sha256')       # absent in files written before the checksum
+    if want is not None and state_digest(tensors, metadata.get('skeleton', ''),
+                                         metadata.get('info', '')) != want:
+        raise damaged(path, 'its content does not match the sha256 it was saved with')
+    try:
+        skeleton = json.loads(metadata['skeleton'])
+        info = json.loads(metadata['info'])
+        return unflatten_state(tensors, skeleton, device), info
+    except (KeyError, ValueError) as err:
+        raise damaged(path, f'unreadable metadata: {err!r}') from None
+
+
+def damaged(path, cause: str) -> ValueError:
+    """Return the error for a damaged training state file (names the file and the cause)."""
+    return ValueError(f'{path} is damaged ({cause}); resume from a copy of the run folder or '
+                      'start a new run')

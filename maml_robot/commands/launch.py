@@ -57,9 +57,8 @@ def run(args):
 
 
 def _run_nodes(args, sim, adapter):
-    with launcher.NodeProcesses(args.domain_id) as procs:
-        procs.start('sim_node', sim)
-        procs.start('adapter_node', adapter)
+    """Run both nodes: 1 when one exits, 128 + N when signal N stopped this command."""
+    def watch():
         try:
             while True:
                 procs.check_alive()
@@ -67,5 +66,6 @@ def _run_nodes(args, sim, adapter):
         except RuntimeError as err:
             print(f'maml-robot launch: {err}')
             return 1
-        except KeyboardInterrupt:
-            return 0
+
+    with launcher.NodeProcesses(args.domain_id) as procs:
+        return procs.supervise({'sim_node': sim, 'adapter_node': adapter}, watch)

@@ -21,15 +21,17 @@ def add_arguments(parser):
 
 
 def run_node(node, args):
-    """Run ``node`` in a child process until it exits or Ctrl-C; return its exit code."""
+    """
+    Run ``node`` in a child process until it exits or is stopped; return the exit code.
+
+    The node's own code when it exits; 128 + N when SIGINT, SIGTERM or SIGHUP (N) stopped
+    this command (the signal is forwarded to the node, which is waited for).
+    """
     overrides = launcher.parse_overrides(args.set, launcher.node_parameters(node))
     argv = launcher.node_command(node, args.params_file, overrides)
     with launcher.NodeProcesses(args.domain_id) as procs:
-        proc = procs.start(node, argv)
-        try:
-            return proc.wait()
-        except KeyboardInterrupt:
-            return procs.stop().get(node, 0)
+        return procs.supervise(
+            {node: argv}, lambda: launcher.exit_code(procs.procs[node].wait()))
 
 
 def run(args):

@@ -4,13 +4,12 @@ import contextlib
 import logging
 import os
 from pathlib import Path
-import signal
 import sys
-import threading
 
 from maml_robot.commands.arguments import positive_int
 from maml_robot.sampler import SamplerError
 from maml_robot.sampling.ray_backend import add_backend_arguments, make_backend
+from maml_robot.stop_signals import STOP_SIGNALS, stop_signals_raise, StopRequested  # noqa: F401
 from maml_robot.train_config import default_config_path, load_train_config
 import torch
 
@@ -21,18 +20,6 @@ OVERRIDES = {'device': 'device', 'workers': 'workers', 'seed': 'seed',
              'iterations': 'iterations', 'inference': 'inference',
              'tasks': 'tasks_per_iteration', 'rollouts': 'rollouts_per_task',
              'horizon': 'horizon'}
-
-
-STOP_SIGNALS = ('SIGTERM', 'SIGHUP')
-"""Signals that stop a training run the way Ctrl-C does: save the state, then exit."""
-
-
-class StopRequested(KeyboardInterrupt):
-    """A stop signal (SIGTERM from a scheduler or ``kill``, SIGHUP) taking Ctrl-C's path."""
-
-    def __init__(self, signum):
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
 
 
 @contextlib.contextmanager
@@ -46,21 +33,8 @@ def stop_signals_save_state():
     second signal while the state is being saved ends the process at once (the checkpoint
     files are written atomically, so the last complete save survives).
     """
-    def handler(signum, frame):
-        signal.signal(signum, signal.SIG_DFL)   # a second one is not graceful
-        raise StopRequested(signum)
-
-    previous = {}
-    if threading.current_thread() is threading.main_thread():
-        for name in STOP_SIGNALS:
-            sig = getattr(signal, name, None)
-            if sig is not None and signal.getsignal(sig) is not signal.SIG_IGN:
-                previous[sig] = signal.signal(sig, handler)
-    try:
+    with stop_signals_raise():
         yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
 
 
 def add_arguments(parser):

@@ -19,6 +19,7 @@ from dataclasses import asdict
 import math
 from pathlib import Path
 import time
+import uuid
 
 from maml_robot.checkpoint import Checkpoint, save_checkpoint
 from maml_robot.meta.inner import InnerConfig
@@ -35,6 +36,12 @@ RESUME_FILE = 'resume.safetensors'
 LATEST_FILE = 'latest.safetensors'
 BEST_FILE = 'best.safetensors'
 CSV_FILE = 'progress.csv'
+RUN_FILE = 'run.yaml'
+"""The run's identity (``run_id``), written when it starts; every resume state carries it."""
+
+MAY_DIFFER_ON_RESUME = ('iterations', 'device', 'workers', 'checkpoint_every', 'step_timeout',
+                        'max_retries')
+"""TrainConfig keys a resumed run may change: the results stay (device: the last bits)."""
 # streams spawned from SeedSequence([seed, iteration]), in this order
 STREAMS = ('tasks', 'pre', 'post', 'learner')
 
@@ -106,24 +113,57 @@ class Trainer:
     # ---------------------------------------------------------------------------- run folder
     def _check_run_folder(self, resume: bool) -> None:
         cfg_file = self.out / 'config.yaml'
+        self._resume_state = None
         if resume:
             if not cfg_file.is_file():
                 raise FileNotFoundError(f'{cfg_file} not found: nothing to resume in {self.out}')
             with open(cfg_file, encoding='utf-8') as f:
                 saved = TrainConfig.from_dict(yaml.safe_load(f), str(cfg_file))
-            may_differ = {'iterations', 'device', 'workers', 'checkpoint_every',
-                          'step_timeout', 'max_retries'}  # results stay (device: last bits)
-            diff = [k for k, v in saved.to_dict().items()
-                    if k not in may_differ and self.config.to_dict()[k] != v]
+            diff = _changed_keys(saved.to_dict(), self.config.to_dict())
             if diff:
                 raise ValueError(f'--resume: settings {diff} differ from the run saved in '
                                  f'{cfg_file}; drop those overrides or train into a new --out')
+            self._resume_state = self._check_resume_file(cfg_file, saved)
+            self.run_id = self._resume_state[1].get('run_id')
         elif (self.out / RESUME_FILE).exists() or (self.out / CSV_FILE).exists():
             raise ValueError(f'{self.out} already holds a training run; pass --resume to '
                              'continue it, or choose another --out')
-        self.out.mkdir(parents=True, exist_ok=True)
+        else:
+            self.run_id = uuid.uuid4().hex
+            self.out.mkdir(parents=True, exist_ok=True)
+            with open(self.out / RUN_FILE, 'w', encoding='utf-8') as f:
+                yaml.safe_dump({'run_id': self.run_id}, f)
         with open(cfg_file, 'w', encoding='utf-8') as f:
             yaml.safe_dump(self.config.to_dict(), f, sort_keys=False)
+
+    def _check_resume_file(self, cfg_file, saved: TrainConfig):
+        """
+        Return ``(state, info)`` of the resume file after checking it belongs to this folder.
+
+        The file must be whole (its sha256), come from this run (``run_id`` of run.yaml) and
+        have been saved with the settings of config.yaml (an edited seed or outer_lr would
+        otherwise resume with other numbers, or be recorded and not used).
+        """
+        path = self.out / RESUME_FILE
+        state, info = load_train_state(path)
+        run_file = self.out / RUN_FILE
+        if run_file.is_file() and info.get('run_id') is not None:
+            with open(run_file, encoding='utf-8') as f:
+                run_id = (yaml.safe_load(f) or {}).get('run_id')
+            if info['run_id'] != run_id:
+                raise ValueError(f'--resume: {path} belongs to another run (run_id '
+                                 f'{info["run_id"]}, {run_file} of this folder says {run_id}); '
+                                 "restore this run's own resume file or start a new run")
+        recorded = info.get('config')
+        if recorded is not None:
+            diff = _changed_keys(recorded, saved.to_dict())
+            if diff:
+                values = ', '.join(f'{k}: {recorded.get(k)!r} -> {saved.to_dict().get(k)!r}'
+                                   for k in diff)
+                raise ValueError(f'--resume: {cfg_file} was edited after the run started '
+                                 f'({values}; the run recorded the former in {path}); undo '
+                                 'the edit, or train into a new --out')
+        return state, info
 
     # --------------------------------------------------------------------------- iterations
     def run_iteration(self, it: int) -> dict:
@@ -244,7 +284,8 @@ class Trainer:
         state = _clone(state)
         info = {'iteration': self.iteration, 'best_return': _json_float(self.best_return),
                 'env_steps': self.env_steps, 'wall_time': self.wall_time,
-                'crashes': len(self.sampler.crash_reports), 'config': self.config.to_dict()}
+                'crashes': len(self.sampler.crash_reports), 'config': self.config.to_dict(),
+                'run_id': self.run_id}
         return {'state': state, 'info': info, 'checkpoint': self.make_checkpoint()}
 
     def _save(self, snapshot: dict) -> None:
@@ -253,7 +294,8 @@ class Trainer:
 
     def _load_resume(self) -> None:
         # on the CPU: the learner copies into its (device) tensors, the normalizer stays on CPU
-        state, info = load_train_state(self.out / RESUME_FILE)
+        state, info = self._resume_state or load_train_state(self.out / RESUME_FILE)
+        self._resume_state = None
         self.learner.load_state_dict(state['learner'])
         self.normalizer.load_state_dict(state['normalizer'])
         if self.config.normalize_obs and float(self.normalizer.count) > 0:
@@ -330,6 +372,12 @@ def build_learner(cfg: TrainConfig, policy, params):
                 'clip_eps': cfg.clip_eps, 'kl_coeff': cfg.kl_coeff,
                 'max_post_clip_frac': cfg.max_post_clip_frac}
     return make_learner(cfg.algorithm, policy, params, inner, algo)
+
+
+def _changed_keys(before: dict, after: dict) -> list:
+    """Return the TrainConfig keys that differ and that a resumed run may not change."""
+    return [k for k in sorted(set(before) & set(after))   # a key an older run lacks: skipped
+            if k not in MAY_DIFFER_ON_RESUME and before.get(k) != after.get(k)]
 
 
 def _scalar(value) -> float:

@@ -7,6 +7,7 @@ import sys
 import time
 
 from maml_robot.paths import data_path
+from maml_robot.stop_signals import exit_code, signal_of, stop_signals_raise
 
 NODES = {'sim_node': 'maml_robot.ros.sim_node', 'adapter_node': 'maml_robot.ros.adapter_node'}
 
@@ -104,8 +105,35 @@ def node_command(node: str, params_files=None, overrides=None, namespace=None,
     return [sys.executable, '-m', NODES[node]] + ros_args(files, overrides, namespace, remaps)
 
 
+PR_SET_PDEATHSIG = 1
+"""prctl option: the signal a process gets when its parent dies (Linux)."""
+
+
+def _detach_from_terminal_and_follow_parent():
+    """
+    Run in each child before exec: its own process group, SIGTERM when the wrapper dies.
+
+    In its own group a node gets no Ctrl-C from the terminal; the wrapper forwards exactly one
+    stop signal (two SIGINTs, one from the terminal and one forwarded, would interrupt the
+    node's clean shutdown). The parent-death signal stops a node whose wrapper was killed
+    (SIGKILL, a crash) instead of leaving it orphaned.
+    """
+    os.setpgid(0, 0)
+    try:
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM))
+    except (OSError, AttributeError):   # not Linux: no parent-death signal
+        pass
+
+
 class NodeProcesses:
-    """A group of node processes on one ROS_DOMAIN_ID; stopping sends SIGINT, then kills."""
+    """
+    A group of node processes on one ROS_DOMAIN_ID; stopping forwards a signal, then kills.
+
+    Use :meth:`supervise` in the wrapper command: SIGINT, SIGTERM and SIGHUP to the wrapper
+    are forwarded to every node, the wrapper waits for them (killing one that does not stop
+    within ``timeout``) and returns 128 + the signal number (130, 143, 129).
+    """
 
     def __init__(self, domain_id=None, log_dir=None):
         """:param domain_id: ROS_DOMAIN_ID for the children. :param log_dir: logs go here."""
@@ -125,7 +153,8 @@ class NodeProcesses:
             out = open(os.path.join(self.log_dir, f'{name}.log'), 'w')
             self._logs.append(out)
         proc = subprocess.Popen(argv, env=self.env, stdout=out,
-                                stderr=subprocess.STDOUT if out else None)
+                                stderr=subprocess.STDOUT if out else None,
+                                preexec_fn=_detach_from_terminal_and_follow_parent)
         self.procs[name] = proc
         return proc
 
@@ -136,12 +165,29 @@ class NodeProcesses:
                 raise RuntimeError(f'{name} exited with code {proc.returncode}' + (
                     f'; see {os.path.join(self.log_dir, name + ".log")}' if self.log_dir else ''))
 
-    def stop(self, name=None, timeout: float = 10.0) -> dict:
-        """Stop one (or every) process cleanly; return {name: exit code}."""
+    def supervise(self, names, wait, timeout: float = 10.0) -> int:
+        """
+        Start ``names`` (name -> argv) under stop-signal forwarding and return ``wait()``.
+
+        On SIGINT, SIGTERM or SIGHUP to this process every node gets the same signal, is
+        waited for, and 128 + the signal number is returned.
+        """
+        with stop_signals_raise():
+            try:
+                for name, argv in names.items():
+                    self.start(name, argv)
+                return wait()
+            except KeyboardInterrupt as err:
+                signum = signal_of(err)
+                self.stop(timeout=timeout, signum=signum)
+                return 128 + signum
+
+    def stop(self, name=None, timeout: float = 10.0, signum=signal.SIGINT) -> dict:
+        """Stop one (or every) process with ``signum``; return {name: exit code as a shell's}."""
         names = [name] if name else list(self.procs)
         for n in names:
             if self.procs[n].poll() is None:
-                self.procs[n].send_signal(signal.SIGINT)
+                self.procs[n].send_signal(signum)
         codes = {}
         deadline = time.monotonic() + timeout
         for n in names:
@@ -151,7 +197,7 @@ class NodeProcesses:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-            codes[n] = proc.returncode
+            codes[n] = exit_code(proc.returncode)
         if not self.procs:
             for f in self._logs:
                 f.close()

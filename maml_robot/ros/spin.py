@@ -2,6 +2,7 @@
 
 import sys
 
+from maml_robot.stop_signals import stop_signals_raise
 import rclpy
 from rclpy._rclpy_pybind11 import RCLError
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
@@ -13,8 +14,14 @@ def run_node(name, make_node, args=None, start=None, stop=None):
 
     ``start(node)`` runs before spinning and may return a non-zero exit code to stop early;
     ``stop(node)`` runs on every exit (e.g. to persist state). A ``ValueError`` (a bad
-    parameter) is printed as ``<name>: error: ...`` and gives exit code 2.
+    parameter) is printed as ``<name>: error: ...`` and gives exit code 2. SIGINT, SIGTERM
+    (rclpy's handlers) and SIGHUP (ours) stop the node cleanly: ``stop`` runs, exit code 0.
     """
+    with stop_signals_raise(('SIGHUP',)):
+        return _run_node(name, make_node, args, start, stop)
+
+
+def _run_node(name, make_node, args, start, stop):
     rclpy.init(args=args)
     node = None
     try:
