@@ -389,10 +389,9 @@ def build_scenario(data, path):
     return Scenario(
         name=name, path=path.resolve(), urdf_path=urdf_path,
         description=str(data.get('description', '')), joint_names=names,
-        effort_limits=np.array([j.effort for j in joints]),
+        effort_limits=actuation.effort_limit,     # read from the URDF once, in the actuation
         velocity_limits=np.array([j.velocity or math.inf for j in joints]),
-        position_limits=np.array([(j.lower, j.upper) if j.type != 'continuous'
-                                  else (-math.inf, math.inf) for j in joints]),
+        position_limits=actuation.position_limits,
         actuation=actuation, uncontrolled=uncontrolled, control_rate_hz=rate,
         sim_timestep=timestep, frame_skip=frame_skip,
         gravity=r.number(sim.get('gravity', -9.81), 'sim.gravity'), ground=ground,
