@@ -136,7 +136,8 @@ class OnlineAdapter:
         self.frozen = False
         if episode_start and reward is None:
             self._pending = None
-        self._close_transition(state, reward)
+        fallen = self._terminated is not None and self._terminated(state)
+        self._close_transition(state, reward, fallen)
         if episode_start:
             self.end_episode()
         with self._lock:
@@ -159,8 +160,7 @@ class OnlineAdapter:
         self._last_action = action
         # no transition starts from a terminal state (a fallen robot): training has none, and
         # a robot lying there until someone picks it up would fill the batch with them
-        record = mode == MODE_POLICY and explore and not (
-            self._terminated is not None and self._terminated(state))
+        record = mode == MODE_POLICY and explore and not fallen
         self._pending = (obs, raw, log_prob, state, action, version) if record else None
         self._prev_state = state
         self._last_command = command
@@ -210,8 +210,8 @@ class OnlineAdapter:
             log_prob = float(dist.log_prob(torch.as_tensor(raw, dtype=dist.loc.dtype)).sum())
         return raw, log_prob
 
-    def _close_transition(self, state, reward):
-        """Finish the previous step's transition with its reward; end full episodes."""
+    def _close_transition(self, state, reward, fallen):
+        """Finish the previous step's transition with its reward; end full or fallen episodes."""
         pending, self._pending = self._pending, None
         if pending is None:
             return
@@ -226,7 +226,7 @@ class OnlineAdapter:
             self._episode = []
             return
         self._episode.append((obs, raw, log_prob, reward, version))
-        if self._terminated is not None and self._terminated(state):
+        if fallen:
             self.end_episode(terminal=True)     # a fall ends the episode, as in training
         elif len(self._episode) >= self.episode_steps:
             self.end_episode()
