@@ -269,3 +269,20 @@ def test_position_mode_reference_controllers_fit_the_robot():
         assert distance < 0.06, f'the nominal arm ends {distance:.3f} m from its goal'
     finally:
         env.close()
+
+
+def test_the_sims_float_pd_loop_is_the_actuation_law():
+    """World's plain-float PD loop (fast path) computes exactly what Actuation specifies."""
+    from maml_robot.sim.world import _PositionLoop
+    rng = np.random.default_rng(3)
+    for name in (A1, 'kuka_reach'):
+        act = load_scenario(name).actuation
+        loop = _PositionLoop(act)
+        for _ in range(20):
+            action = rng.uniform(-1, 1, act.action_scale.shape)
+            q = act.default_position + rng.normal(0, 0.5, action.shape)
+            qd = rng.normal(0, 3, action.shape)
+            target = loop.target(action.tolist())
+            np.testing.assert_allclose(target, act.command(action), rtol=0, atol=1e-12)
+            np.testing.assert_allclose(loop.effort(target, q.tolist(), qd.tolist()),
+                                       act.pd_effort(target, q, qd), rtol=0, atol=1e-9)
