@@ -329,3 +329,29 @@ def test_sim_node_publishes_the_3d_goal_in_the_arm_base_frame():
         node.destroy_node()
     finally:
         rclpy.shutdown(context=context)
+
+
+def test_sim_node_episode_cycle_repeats_start_pose_and_goal():
+    """episode_cycle N: episode k + N starts where episode k did (paired demo); k + 1 does not."""
+    from rclpy.parameter import Parameter
+    from maml_robot.ros.sim_node import SimNode
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=domain_id())
+    try:
+        node = SimNode(context=context, parameter_overrides=[
+            Parameter('episode_cycle', value=3), Parameter('seed', value=7),
+            Parameter('start_paused', value=True)])
+        starts = []
+        for _ in range(7):               # episode 1 was reset in the constructor
+            state = node.world.true_state()
+            starts.append(np.concatenate([state.joint_position, state.joint_velocity,
+                                          state.goal]))
+            node._reset_world()
+        assert node.episode == 8
+        for k in range(4):
+            assert np.array_equal(starts[k], starts[k + 3]), k
+            assert not np.allclose(starts[k], starts[k + 1]), k
+        node.world.close()
+        node.destroy_node()
+    finally:
+        rclpy.shutdown(context=context)

@@ -26,7 +26,9 @@ def add_arguments(parser):
                         help='sim speed (wall time per episode = 2 s / this)')
     parser.add_argument('--rollouts-per-step', type=int, default=20,
                         help='episodes per adaptation step (default: the 20 rollouts per task '
-                             'the shipped policy was meta-trained to adapt from)')
+                             'the shipped policy was meta-trained to adapt from); the sim '
+                             'repeats its start poses and goals with this period, so each '
+                             'stage is compared with the meta-policy pair by pair')
     parser.add_argument('--trigger', default='state', choices=('state', 'timer'),
                         help="the adapter's trigger: a command per joint_states message "
                              '(default) or per timer tick')
@@ -65,8 +67,40 @@ def checkpoint_path(args, scenario, out):
     return path
 
 
+def call(node, client, request, deadline, procs):
+    """Call a service (the executor spins on another thread); return its response."""
+    while not client.wait_for_service(timeout_sec=0.2):
+        procs.check_alive()
+        if time.monotonic() > deadline:
+            raise RuntimeError(f'service {client.srv_name} did not appear')
+    future = client.call_async(request)
+    while not future.done():
+        procs.check_alive()
+        if time.monotonic() > deadline:
+            raise RuntimeError(f'service {client.srv_name} did not answer')
+        time.sleep(0.05)
+    return future.result()
+
+
+def start_when_active(node, deadline, procs):
+    """Unpause the sim once the adapter is active: its episode 1 is then the sim's episode 1."""
+    from lifecycle_msgs.srv import GetState
+    from std_srvs.srv import SetBool
+    state = node.create_client(GetState, '/adapter_node/get_state')
+    while call(node, state, GetState.Request(), deadline, procs).current_state.label != 'active':
+        time.sleep(0.1)
+    # both nodes' endpoints seen in the graph: the sim's first states are not lost to discovery
+    while node.count_subscribers('/joint_states') < 1 or node.count_publishers('/goal') < 1:
+        procs.check_alive()
+        if time.monotonic() > deadline:
+            raise RuntimeError('the adapter did not subscribe to /joint_states')
+        time.sleep(0.1)
+    pause = node.create_client(SetBool, '/sim_node/pause')
+    call(node, pause, SetBool.Request(data=False), deadline, procs)
+
+
 def collect(domain, episodes, timeout, procs):
-    """Subscribe to the adapter's episode returns; return [(episode, return, adaptations)]."""
+    """Start the sim, subscribe to the adapter's episode returns; return [(episode, return, n)]."""
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from maml_robot.ros.conversions import EPISODE_RETURN_QOS
@@ -77,10 +111,10 @@ def collect(domain, episodes, timeout, procs):
     rows, done = [], threading.Event()
 
     def on_return(msg):
-        episode, ret, adaptations = msg.data[:3]
+        episode, ret, adaptations, steps = msg.data[:4]
         if len(rows) >= episodes or any(r[0] == int(episode) for r in rows):
             return
-        rows.append((int(episode), float(ret), int(adaptations)))
+        rows.append((int(episode), float(ret), int(adaptations), int(steps)))
         tag = 'meta-policy' if adaptations == 0 else f'after {int(adaptations)} adaptations'
         print(f'episode {int(episode):3d}  return {ret:8.3f}  ({tag})', flush=True)
         if len(rows) >= episodes:
@@ -94,6 +128,7 @@ def collect(domain, episodes, timeout, procs):
     thread.start()
     try:
         deadline = time.monotonic() + timeout
+        start_when_active(node, deadline, procs)
         while not done.wait(0.5):
             procs.check_alive()
             if time.monotonic() > deadline:
@@ -104,6 +139,32 @@ def collect(domain, episodes, timeout, procs):
         rclpy.shutdown(context=context)
         thread.join(2.0)
     return rows[:episodes]
+
+
+def paired_gains(rows, cycle, episode_steps):
+    """
+    Return {n: (mean gain, pairs)}: after n updates vs the meta-policy, on the same episodes.
+
+    Episode k and k + cycle start from the same pose and goal with the same sensor noise (the
+    sim's ``episode_cycle``), so each slot of the cycle is compared with itself: a slot's mean
+    return after n updates minus its mean return under the meta-policy, averaged over the
+    slots both stages ran. Only complete episodes count (all ``episode_steps`` steps acted on:
+    one with lost steps has a return over fewer steps).
+    """
+    slots = {}                                  # adaptations -> slot -> [returns]
+    for episode, ret, count, steps in rows:
+        if steps == episode_steps:
+            slots.setdefault(count, {}).setdefault((episode - 1) % cycle, []).append(ret)
+    base = slots.get(0, {})
+    gains = {}
+    for count, by_slot in sorted(slots.items()):
+        common = sorted(set(by_slot) & set(base))
+        if count == 0 or not common:
+            continue
+        diffs = [sum(by_slot[s]) / len(by_slot[s]) - sum(base[s]) / len(base[s])
+                 for s in common]
+        gains[count] = (sum(diffs) / len(diffs), len(diffs))
+    return gains
 
 
 def plot(rows, path, title):
@@ -117,14 +178,14 @@ def plot(rows, path, title):
     ax.plot(episodes, returns, 'o-', color='tab:blue', alpha=0.5, ms=3,
             label='return per episode')
     stages = {}
-    for episode, ret, count in rows:
+    for episode, ret, count, _ in rows:
         stages.setdefault(count, []).append((episode, ret))
     for count, points in sorted(stages.items()):
         mean = sum(r for _, r in points) / len(points)
         label = 'meta-policy' if count == 0 else f'after {count} update(s)'
         ax.hlines(mean, points[0][0], points[-1][0], colors='black' if count == 0 else 'tab:red',
                   lw=2.5, label=f'{label}: mean {mean:.2f}')
-    for (e0, _, a0), (e1, _, a1) in zip(rows, rows[1:]):
+    for (e0, _, a0, _), (e1, _, a1, _) in zip(rows, rows[1:]):
         if a1 > a0:
             ax.axvline((e0 + e1) / 2, color='tab:orange', alpha=0.3, lw=1)
     ax.set_xlabel('episode (orange: an adaptation step took effect)')
@@ -134,6 +195,41 @@ def plot(rows, path, title):
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def summarize(rows, args, episode_steps):
+    """Return demo.json's numbers: every episode, means per stage, paired gains per stage."""
+    before = [r[1] for r in rows if r[2] == 0]
+    stages = {}
+    for _, ret, count, _ in rows:
+        stages.setdefault(count, []).append(ret)
+    gains = paired_gains(rows, args.rollouts_per_step, episode_steps)
+    return {
+        'seed': args.seed, 'episode_cycle': args.rollouts_per_step,
+        'episodes': [{'episode': e, 'return': r, 'adaptations': a, 'steps': n}
+                     for e, r, a, n in rows],
+        'meta_policy_mean_return': sum(before) / len(before) if before else None,
+        'last_5_mean_return': sum(r[1] for r in rows[-5:]) / len(rows[-5:]),
+        'mean_return_by_adaptations': {
+            str(count): sum(rets) / len(rets) for count, rets in sorted(stages.items())},
+        'paired_gain_by_adaptations': {
+            str(count): {'mean_gain': gain, 'pairs': pairs}
+            for count, (gain, pairs) in gains.items()}}
+
+
+def report(rows, summary):
+    """Print the mean return of each stage and its paired gain over the meta-policy."""
+    after = [r for r in rows if r[2] > 0]
+    print(f'{len(after)} of {len(rows)} episodes ran with adapted parameters')
+    gains = summary['paired_gain_by_adaptations']
+    for count, mean in summary['mean_return_by_adaptations'].items():
+        label = 'meta-policy' if count == '0' else f'after {count} adaptation(s)'
+        n = sum(r[2] == int(count) for r in rows)
+        line = f'  {label:<24} mean return {mean:8.3f} over {n} episodes'
+        if count in gains:
+            line += (f"; paired with the meta-policy: {gains[count]['mean_gain']:+.3f} over "
+                     f"{gains[count]['pairs']} same start/goal")
+        print(line)
 
 
 def run(args):
@@ -156,7 +252,7 @@ def run(args):
           f'ROS_DOMAIN_ID {domain}; logs in {out / "logs"}')
     sim = node_command('sim_node', overrides={
         'task_split': 'test', 'task_index': index, 'real_time_factor': args.real_time_factor,
-        'seed': args.seed})
+        'seed': args.seed, 'episode_cycle': args.rollouts_per_step, 'start_paused': True})
     persist = out / 'adapted.safetensors'     # the adapted policy, kept for inspection
     if persist.exists():
         persist.unlink()                        # each demo starts from the meta-policy
@@ -172,22 +268,9 @@ def run(args):
         procs.start('adapter_node', adapter)
         rows = collect(domain, args.episodes, timeout, procs)
     plot(rows, out / 'adaptation.png', title)
-    before = [r[1] for r in rows if r[2] == 0]
-    after = [r[1] for r in rows if r[2] > 0]
-    summary = {'task_index': index, 'task': task.to_dict(), 'checkpoint': str(ckpt),
-               'episodes': [{'episode': e, 'return': r, 'adaptations': a} for e, r, a in rows],
-               'meta_policy_mean_return': sum(before) / len(before) if before else None,
-               'last_5_mean_return': sum(r[1] for r in rows[-5:]) / len(rows[-5:])}
-    stages = {}
-    for _, ret, count in rows:
-        stages.setdefault(count, []).append(ret)
-    summary['mean_return_by_adaptations'] = {
-        str(count): sum(rets) / len(rets) for count, rets in sorted(stages.items())}
+    summary = summarize(rows, args, scenario.episode_steps)
+    summary.update(task_index=index, task=task.to_dict(), checkpoint=str(ckpt))
     (out / 'demo.json').write_text(json.dumps(summary, indent=1))
-    print(f'{len(after)} of {len(rows)} episodes ran with adapted parameters')
-    for count, rets in sorted(stages.items()):
-        label = 'meta-policy' if count == 0 else f'after {count} adaptation(s)'
-        print(f'  {label:<24} mean return {sum(rets) / len(rets):8.3f} over {len(rets)} '
-              'episodes')
+    report(rows, summary)
     print(f'plot: {out / "adaptation.png"}')
     return 0

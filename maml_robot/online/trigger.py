@@ -15,17 +15,20 @@ class _Schedule:
     """
     Due times of commands on one clock: at most one per period in the long run.
 
-    A time is on schedule from a quarter period before it is due; after a command the next is
-    due one period after the previous due time, and never less than ``0.75`` periods after the
-    command (so a late command does not let the next ones burst).
+    A time is on schedule from ``early`` seconds before it is due (a quarter period, plus how
+    far the clock may lag); after a command the next is due one period after the previous due
+    time, and never less than ``0.75`` periods after the command (so a late command does not
+    let the next ones burst). In any window of W seconds that allows at most
+    ``W / period + 1 + early / period`` commands.
     """
 
-    def __init__(self, period):
+    def __init__(self, period, lag=0.0):
         self.period = period
+        self.early = 0.25 * period + lag
         self.due = None
 
     def ready(self, t):
-        return self.due is None or t >= self.due - 0.25 * self.period
+        return self.due is None or t >= self.due - self.early
 
     def commit(self, t):
         nxt = t + 0.75 * self.period
@@ -61,14 +64,25 @@ class StateTrigger:
     starts again from the next state.
     """
 
-    def __init__(self, period: float, resync_after: float):
-        """:param period: control period, s. :param resync_after: s to trust a new stamp base."""
+    def __init__(self, period: float, resync_after: float, clock_lag: float = 0.0):
+        """
+        Start with an empty schedule.
+
+        :param period: control period, s.
+        :param resync_after: s without an in-order state before a new stamp base is trusted.
+        :param clock_lag: s the monotonic clock may lag the state it is read with. A
+            ``use_sim_time`` node's clock comes from ``/clock``, which the executor may take
+            after the same tick's joint_states: ``now`` is then one period behind, and without
+            this allowance that state would be decimated (a lost episode step).
+        """
         if not (math.isfinite(period) and period > 0):
             raise ValueError(f'control period must be a finite number > 0, got {period!r}')
+        if not (math.isfinite(clock_lag) and 0 <= clock_lag <= period):
+            raise ValueError(f'clock_lag must lie in [0, period = {period}], got {clock_lag!r}')
         self.period = float(period)
         self.resync_after = float(resync_after)
         self.stats = TriggerStats()
-        self._clock = _Schedule(self.period)
+        self._clock = _Schedule(self.period, lag=float(clock_lag))
         self._stamps = _Schedule(self.period)
         self._newest_stamp = None       # newest stamp seen (order)
         self._in_order_at = None        # ``now`` of the last state that was in order

@@ -147,7 +147,9 @@ class AdapterNode(LifecycleNode):
             self.get_logger().warning(f'control period {self.period:.4f}s differs from the '
                                       f'{period:.4f}s the policy was trained at')
         self._sim_time = bool(self.get_parameter('use_sim_time').value)
-        self._trigger = StateTrigger(self.period, resync_after=values['state_timeout'])
+        # under use_sim_time the node clock ticks with /clock and may lag a state by a period
+        self._trigger = StateTrigger(self.period, resync_after=values['state_timeout'],
+                                     clock_lag=self.period if self._sim_time else 0.0)
         limits = spec.position_limits
         self._bounds = None if limits is None else position_bounds(limits)
         self._create_entities(values)

@@ -36,6 +36,9 @@ PARAMETERS = (
           0.0, 60.0),
     Param('episode_steps', 0, 'control steps per episode; 0 = the scenario', 0, 1000000),
     Param('auto_reset', True, 'reset the robot (new goal) after each episode'),
+    Param('episode_cycle', 0, 'repeat start poses, goals and sensor noise every N episodes, so '
+          'that episodes N apart can be compared pair by pair (0: a fresh draw each episode)',
+          0, 100000),
     Param('start_paused', False, 'start paused (call ~/pause false to run)'),
     Param('frame_id', 'world', 'frame of goal and odom'),
 )
@@ -160,6 +163,8 @@ class SimNode(Node):
         self.world.step()
         self.sim_time += self.period
         self.step_count += 1
+        # the clock first: a use_sim_time node then reads this tick's time with its state
+        self._publish_clock()
         from maml_robot.observation import compute_reward, is_terminated
         after = self.world.true_state()
         reward = compute_reward(self.scenario, before, action, after)
@@ -177,15 +182,14 @@ class SimNode(Node):
             if self._fallen:     # announced now, a tick before the new episode's first state
                 self._end_episode('fell')
                 self.episode_pub.publish(Empty())
-        self._publish_clock()
 
     def _reset_tick(self):
         """Reset the fallen robot in a tick of its own: no physics step, reward 0, new state."""
         self._fallen = False
         self.sim_time += self.period
+        self._publish_clock()
         self.reward_pub.publish(Float64(data=0.0))
         self._reset_world(announce=False)
-        self._publish_clock()
 
     def _end_episode(self, why):
         self.get_logger().info(f'episode {self.episode} ended after {self.step_count} steps '
@@ -209,8 +213,15 @@ class SimNode(Node):
             self.joint_names, measured.joint_position, measured.joint_velocity,
             self.world.applied_effort, stamp))
 
+    def _episode_rng(self):
+        """Return the generator of the next episode: shared by the run, or one per cycle slot."""
+        cycle = self.values['episode_cycle']
+        if not cycle:
+            return self.rng
+        return np.random.default_rng([self.values['seed'], self.episode % cycle])
+
     def _reset_world(self, announce=True):
-        self.world.reset(self.rng)
+        self.world.reset(self._episode_rng())
         self.step_count = 0
         self.episode += 1
         if announce:

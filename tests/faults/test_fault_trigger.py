@@ -37,9 +37,9 @@ PATTERNS = ('wall', 'backwards', 'jitter', 'duplicated', 'future', 'zero', 'unst
             'frozen')
 
 
-def trigger_rate(pattern, seconds=2.0):
+def trigger_rate(pattern, seconds=2.0, clock_lag=0.0):
     """Commands per second of a StateTrigger fed one 1 kHz pattern (stand-by timer included)."""
-    trigger = StateTrigger(PERIOD, resync_after=0.1)
+    trigger = StateTrigger(PERIOD, resync_after=0.1, clock_lag=clock_lag)
     n = int(seconds * STATE_HZ)
     now = 50.0
     for i, stamp in enumerate(stamps(pattern, n, np.random.default_rng(0))):
@@ -62,6 +62,35 @@ def test_trigger_rate_is_fixed_under_any_stamp_pattern(pattern):
         assert stats.duplicate_stamps > 0
 
 
+@pytest.mark.parametrize('pattern', PATTERNS)
+def test_trigger_rate_stays_bounded_with_a_sim_time_clock_allowance(pattern):
+    """clock_lag = one period (use_sim_time) adds at most one command to any window."""
+    rate, _ = trigger_rate(pattern, clock_lag=PERIOD)
+    assert rate <= 1.0 / PERIOD + 1.0, f'{rate:.1f} commands/s with {pattern} stamps'
+
+
+@pytest.mark.parametrize('clock_lag, decimated', [(0.0, True), (PERIOD, False)])
+def test_sim_time_states_read_before_their_clock_tick_all_act(clock_lag, decimated):
+    """
+    Under use_sim_time every state of a sim stream acts, its clock tick read or not yet.
+
+    The node clock comes from /clock, taken before or after the same
+    tick's joint_states: ``now`` is the state's stamp or one period behind it. Every state of
+    such a stream is one sim step and must act (the demo lost up to 19 of 50 steps per
+    episode to decimation); without the allowance some are decimated.
+    """
+    trigger = StateTrigger(PERIOD, resync_after=0.1, clock_lag=clock_lag)
+    rng = np.random.default_rng(3)
+    steps = 500
+    for k in range(1, steps + 1):
+        stamp = 10.0 + k * PERIOD
+        now = stamp - PERIOD * rng.integers(0, 2)       # the clock tick read or not yet
+        trigger.on_state(stamp, now)
+    assert (trigger.stats.decimated > 0) == decimated
+    if not decimated:
+        assert trigger.stats.commands == steps
+
+
 def test_trigger_decisions():
     trigger = StateTrigger(PERIOD, resync_after=0.1)
     assert trigger.on_state(10.0, 1.0) == ACT
@@ -75,6 +104,8 @@ def test_trigger_decisions():
     assert trigger.stats.duplicate_stamps == 1
     with pytest.raises(ValueError, match='control period'):
         StateTrigger(math.nan, 0.1)
+    with pytest.raises(ValueError, match='clock_lag'):
+        StateTrigger(PERIOD, 0.1, clock_lag=2 * PERIOD)
 
 
 @pytest.mark.parametrize('pattern', ['backwards', 'jitter', 'wall', 'future'])
