@@ -22,7 +22,6 @@ import time
 import uuid
 
 from maml_robot.checkpoint import Checkpoint, save_checkpoint
-from maml_robot.meta.inner import InnerConfig
 from maml_robot.meta.learners import make_learner
 from maml_robot.policy import expand_params, GaussianPolicy, ObsNormalizer, PolicyConfig
 from maml_robot.sampler import resolve_device, Sampler, SamplerError, ScenarioEnvFactory
@@ -362,16 +361,7 @@ class Trainer:
 
 def build_learner(cfg: TrainConfig, policy, params):
     """Return the outer learner (maml_robot.meta.learners) the config asks for."""
-    inner = InnerConfig(lr=cfg.inner_lr, learn_lr=cfg.learn_inner_lr,
-                        lr_per=cfg.inner_lr_per, gamma=cfg.gamma,
-                        gae_lambda=cfg.gae_lambda, steps=cfg.inner_steps)
-    if cfg.algorithm == 'trpo':
-        algo = {'max_kl': cfg.max_kl}
-    else:
-        algo = {'outer_lr': cfg.outer_lr, 'num_outer_steps': cfg.outer_steps,
-                'clip_eps': cfg.clip_eps, 'kl_coeff': cfg.kl_coeff,
-                'max_post_clip_frac': cfg.max_post_clip_frac}
-    return make_learner(cfg.algorithm, policy, params, inner, algo)
+    return make_learner(cfg.algorithm, policy, params, cfg.inner_config(), cfg.outer_config())
 
 
 def _changed_keys(before: dict, after: dict) -> list:
