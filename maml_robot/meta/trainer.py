@@ -16,11 +16,13 @@ Every iteration's randomness (tasks, rollout seeds, action noise) derives from
 
 import csv
 from dataclasses import asdict
+import io
 import math
 from pathlib import Path
 import time
 import uuid
 
+from maml_robot.atomic import write_text
 from maml_robot.checkpoint import Checkpoint, save_checkpoint
 from maml_robot.meta.learners import make_learner
 from maml_robot.policy import expand_params, GaussianPolicy, ObsNormalizer, PolicyConfig
@@ -130,10 +132,8 @@ class Trainer:
         else:
             self.run_id = uuid.uuid4().hex
             self.out.mkdir(parents=True, exist_ok=True)
-            with open(self.out / RUN_FILE, 'w', encoding='utf-8') as f:
-                yaml.safe_dump({'run_id': self.run_id}, f)
-        with open(cfg_file, 'w', encoding='utf-8') as f:
-            yaml.safe_dump(self.config.to_dict(), f, sort_keys=False)
+            write_text(self.out / RUN_FILE, yaml.safe_dump({'run_id': self.run_id}))
+        write_text(cfg_file, yaml.safe_dump(self.config.to_dict(), sort_keys=False))
 
     def _check_resume_file(self, cfg_file, saved: TrainConfig):
         """
@@ -319,10 +319,11 @@ class Trainer:
             path.unlink()
             return
         self._fields = fields
-        with open(path, 'w', newline='', encoding='utf-8') as f:
-            w = csv.DictWriter(f, fieldnames=fields)
-            w.writeheader()
-            w.writerows(rows)
+        text = io.StringIO(newline='')
+        w = csv.DictWriter(text, fieldnames=fields)
+        w.writeheader()
+        w.writerows(rows)
+        write_text(path, text.getvalue())
 
     def make_checkpoint(self) -> Checkpoint:
         """Return the deployable checkpoint of the current state (tensors copied)."""
