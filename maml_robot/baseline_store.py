@@ -14,6 +14,7 @@ from pathlib import Path
 import time
 from typing import Any, Callable
 
+from maml_robot.atomic import atomic_path, write_text
 import torch
 
 DEFAULT_MAX_ENVS = 64
@@ -129,10 +130,8 @@ class BaselineCache:
             return PPO.load(path, device='cpu')
         start = time.perf_counter()
         model = train_fn()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.stem + '.tmp.zip')
-        model.save(tmp)
-        tmp.replace(path)
+        with atomic_path(path) as tmp:
+            model.save(tmp)
         self._sidecar(path, time.perf_counter() - start, int(model.num_timesteps))
         self.trained.append(path)
         return model
@@ -143,4 +142,4 @@ class BaselineCache:
                 'fingerprint': self.source.fingerprint, 'torch': torch.__version__,
                 'stable_baselines3': stable_baselines3.__version__,
                 'created': time.strftime('%Y-%m-%dT%H:%M:%S')}
-        Path(str(path) + '.json').write_text(json.dumps(info, indent=1) + '\n')
+        write_text(Path(str(path) + '.json'), json.dumps(info, indent=1) + '\n')

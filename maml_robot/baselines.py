@@ -12,6 +12,7 @@ import json
 import time
 
 from maml_robot import sb3_bridge
+from maml_robot.atomic import atomic_path
 from maml_robot.baseline_store import (arch_tag, BaselineCache, DEFAULT_MAX_ENVS, EnvSource,
                                        TASK_FILTERS, task_key)
 from maml_robot.evaluate import adaptation_result, AdaptConfig
@@ -291,10 +292,10 @@ def multitask_params(cfg, source, cache, seed):
         return GaussianPolicy(config), params
     policy, params = sb3_bridge.sb3_to_params(_dr_model(cfg, source, cache, seed),
                                               cache.policy_config)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(params, str(path), metadata={
-        'policy_config': json.dumps(policy.config.to_dict()),
-        'source': 'ppo-dr model of the same budget and seed, converted'})
+    with atomic_path(path) as tmp:
+        save_file(params, str(tmp), metadata={
+            'policy_config': json.dumps(policy.config.to_dict()),
+            'source': 'ppo-dr model of the same budget and seed, converted'})
     cache.trained.append(path)
     return policy, params
 

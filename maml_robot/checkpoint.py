@@ -11,13 +11,12 @@ inner-loop settings, algorithm config, versions and training info. No pickle any
 from dataclasses import dataclass, field
 import json
 import math
-import os
 from pathlib import Path
 import platform
 import struct
-import tempfile
 
 import maml_robot
+from maml_robot.atomic import write_bytes
 from maml_robot.meta.inner import InnerConfig
 from maml_robot.policy import GaussianPolicy, PolicyConfig
 from maml_robot.train_state import state_digest
@@ -195,7 +194,7 @@ def _metadata(ckpt):
 
 def save_checkpoint(path, ckpt):
     """
-    Validate ``ckpt`` and write it to ``path`` atomically (temp file, fsync, ``os.replace``).
+    Validate ``ckpt`` and write it to ``path`` atomically (:mod:`maml_robot.atomic`).
 
     A crash during the write never leaves a half-written file at ``path``.
     """
@@ -209,19 +208,7 @@ def save_checkpoint(path, ckpt):
     tensors = {k: v.detach().to('cpu').contiguous() for k, v in tensors.items()}
     blob = safetensors.torch.save(tensors, metadata={
         'format': 'pt', METADATA_KEY: meta, DIGEST_KEY: state_digest(tensors, meta)})
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            f.write(blob)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    path = write_bytes(path, blob)
     return path
 
 

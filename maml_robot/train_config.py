@@ -1,96 +1,130 @@
 """Meta-training configuration: the ``TrainConfig`` dataclass and its YAML mirror."""
 
-from dataclasses import asdict, dataclass, fields
-import math
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from maml_robot.meta.inner import InnerConfig
+from maml_robot.meta.learners import config_from_dict, LEARNERS
+from maml_robot.meta.promp import ProMPConfig
+from maml_robot.meta.trpo import TRPOConfig
 from maml_robot.paths import data_path
+from maml_robot.policy import ACTIVATIONS
 from maml_robot.scenario import SHIPPED
+from maml_robot.settings import from_dict, section, setting, validate
 import yaml
 
-ALGORITHMS = ('promp', 'trpo', 'fomaml')
+ALGORITHMS = tuple(LEARNERS)
 DEVICES = ('auto', 'cpu', 'cuda')
-ACTIVATIONS = ('tanh', 'relu', 'elu')
 INFERENCE = ('central', 'workers')
+
+
+def _is_device(value: str) -> bool:
+    return value in DEVICES or value.startswith('cuda:')
 
 
 @dataclass
 class TrainConfig:
-    """Everything one ``maml-robot train`` run depends on (config/train/<scenario>.yaml)."""
+    """
+    Everything one ``maml-robot train`` run depends on (config/train/<scenario>.yaml).
 
-    scenario: str = 'reacher'
+    Each field is the one declaration of a setting (:func:`maml_robot.settings.setting`): its
+    YAML key, default, what it accepts (a bad value's error names the key and what to write),
+    its ``maml-robot train`` flag (``--key-with-dashes`` unless ``flag=``; the docstring is its
+    help) and, with ``to=``, its place in the :class:`InnerConfig` or the outer algorithm's
+    config (:meth:`inner_config`, :meth:`outer_config`). The layout stays flat: the shipped
+    YAMLs, the run folders' config.yaml and the checkpoints' ``training.train_config`` have it.
+
+    Checked in ``__post_init__``, not in a ``validate()`` each caller must remember: a YAML
+    file, flags, a resumed run and tests all go through the constructor, so no unchecked
+    TrainConfig exists. Assigning a field later is not checked: use ``dataclasses.replace``.
+    """
+
+    scenario: str = setting('reacher', flag=False, check=bool, want='a scenario name or path')
     """Shipped scenario name (reacher, cheetah, quadruped) or path to a scenario YAML."""
-    algorithm: str = 'promp'
+    algorithm: str = setting('promp', choices=ALGORITHMS)
     """Outer algorithm: 'promp' (clipped LVC objective), 'trpo' (MAML-TRPO) or 'fomaml'."""
-    iterations: int = 200
-    """Meta-iterations (each: sample tasks, pre-update rollouts, adapt, post-update, meta-step)."""
-    tasks_per_iteration: int = 20
+    iterations: int = setting(200, bounds='>= 0')
+    """Meta-iterations in total; a resumed run continues up to this (each iteration: sample
+    tasks, pre-update rollouts, adapt, post-update rollouts, meta-step)."""
+    tasks_per_iteration: int = setting(20, bounds='>= 1', flag='tasks')
     """Tasks B sampled from the train split per iteration (the meta-batch)."""
-    rollouts_per_task: int = 10
+    rollouts_per_task: int = setting(10, bounds='>= 2', note='(the baseline needs 2)',
+                                     flag='rollouts')
     """Rollouts N per task, both before and after adaptation."""
-    horizon: int | None = None
+    horizon: int | None = setting(None, bounds='>= 1')
     """Steps per rollout; null uses the scenario's ``episode_steps``."""
-    inner_lr: float = 0.1
+    inner_lr: float = setting(0.1, bounds='>= 0', to=(InnerConfig, 'lr'))
     """Inner-loop step size alpha (the initial value when learn_inner_lr)."""
-    learn_inner_lr: bool = False
+    learn_inner_lr: bool = setting(False, to=(InnerConfig, 'learn_lr'))
     """Meta-learn the inner step sizes (Meta-SGD); their shape is inner_lr_per."""
-    inner_lr_per: str = 'entry'
+    inner_lr_per: str = setting('entry', choices=('entry', 'tensor'),
+                                to=(InnerConfig, 'lr_per'))
     """With learn_inner_lr: 'entry' (one step size per parameter entry, Meta-SGD) or 'tensor'
     (one per parameter tensor: MAML++'s per-layer step sizes)."""
-    inner_steps: int = 1
+    inner_steps: int = setting(1, bounds='>= 1', to=(InnerConfig, 'steps'))
     """Inner policy-gradient steps per task (each on fresh rollouts)."""
-    outer_lr: float = 1e-3
+    outer_lr: float = setting(1e-3, bounds='> 0', to=(ProMPConfig, 'outer_lr'))
     """Outer (meta) step size: Adam's learning rate for promp and fomaml."""
-    outer_steps: int = 5
+    outer_steps: int = setting(5, bounds='>= 1', to=(ProMPConfig, 'num_outer_steps'))
     """Optimizer steps on each meta-batch (ProMP's PPO-style epochs; fomaml too)."""
-    clip_eps: float = 0.3
+    clip_eps: float = setting(0.3, bounds='(0, 1)', to=(ProMPConfig, 'clip_eps'))
     """ProMP's clip range of the likelihood ratio."""
-    kl_coeff: float = 5e-4
+    kl_coeff: float = setting(5e-4, bounds='>= 0', to=(ProMPConfig, 'kl_coeff'))
     """ProMP's weight of the KL penalty between the old and new pre-update policies."""
-    max_kl: float = 0.01
+    max_kl: float = setting(0.01, bounds='> 0', to=(TRPOConfig, 'max_kl'))
     """TRPO's trust-region size (mean KL of the post-update policies)."""
-    max_post_clip_frac: float = 0.0
+    max_post_clip_frac: float = setting(0.0, bounds='[0, 1]', note='(0: off)',
+                                        to=(ProMPConfig, 'max_post_clip_frac'))
     """ProMP's outer-step guard (0: off): an outer step that worsens the loss or pushes more
     than this share of post-update samples out of the clip range is halved back or undone
     (recommended with learn_inner_lr; see docs/ALGORITHMS.md)."""
-    hidden_sizes: tuple = (64, 64)
+    hidden_sizes: tuple[int, ...] = setting((64, 64), bounds='>= 1')
     """Widths of the policy's hidden layers."""
-    activation: str = 'tanh'
+    activation: str = setting('tanh', choices=tuple(ACTIVATIONS))
     """Hidden activation of the policy: tanh, relu or elu."""
-    init_log_std: float = 0.0
+    init_log_std: float = setting(0.0, bounds='[-5, 2]')
     """Initial log standard deviation of the Gaussian policy."""
-    gamma: float = 0.99
+    gamma: float = setting(0.99, bounds='[0, 1]', to=(InnerConfig, 'gamma'))
     """Discount factor."""
-    gae_lambda: float = 1.0
+    gae_lambda: float = setting(1.0, bounds='[0, 1]', to=(InnerConfig, 'gae_lambda'))
     """GAE lambda of the advantages (1.0: Monte-Carlo returns minus the linear baseline)."""
-    normalize_obs: bool = True
+    normalize_obs: bool = setting(True)
     """Keep running observation statistics from pre-update rollouts (frozen when saved)."""
-    workers: int = 2
+    workers: int = setting(2, bounds='>= 1')
     """Worker processes that step the environments."""
-    max_envs: int = 64
+    max_envs: int = setting(64, bounds='>= 1')
     """Environments alive at once (~30 MB each in PyBullet); tasks run in waves beyond it."""
-    device: str = 'auto'
+    device: str = setting('auto', choices=DEVICES, check=_is_device,
+                          want=f'one of {DEVICES} (or cuda:N)')
     """Where the policy runs: auto (CUDA when available), cpu or cuda."""
-    inference: str = 'central'
+    inference: str = setting('central', choices=INFERENCE)
     """Who computes the rollout actions: central (the main process, one batched call per step
     on ``device``) or workers (each worker runs whole episodes with a numpy copy of the policy;
     faster on CPU-only machines). See maml_robot.sampler.Sampler."""
-    seed: int = 0
+    seed: int = setting(0, bounds='>= 0', check=lambda v: v < 2 ** 63)
     """Root seed: every iteration's randomness derives from (seed, iteration)."""
-    checkpoint_every: int = 10
+    checkpoint_every: int = setting(10, bounds='>= 1')
     """Save latest.safetensors and the resume state every this many iterations."""
-    step_timeout: float = 60.0
+    step_timeout: float = setting(60.0, bounds='> 0')
     """Seconds a worker may take for one call before it is declared hung and replaced."""
-    max_retries: int = 2
+    max_retries: int = setting(2, bounds='>= 0')
     """Re-samples of a batch after worker crashes before training stops with an error."""
 
     def __post_init__(self):
-        for f in fields(self):
-            setattr(self, f.name, _check(f.name, getattr(self, f.name)))
+        validate(self)
         path = Path(self.scenario).expanduser()
         if self.scenario not in SHIPPED and path.is_file():
             # a user's scenario file: stored absolute, so --resume works from any directory
             self.scenario = str(path.resolve())
+
+    def inner_config(self) -> InnerConfig:
+        """Return the inner-loop settings (the fields declared ``to=(InnerConfig, ...)``)."""
+        return InnerConfig(**section(self, InnerConfig))
+
+    def outer_config(self):
+        """Return the outer algorithm's config (ProMPConfig or TRPOConfig) from its fields."""
+        config_class = LEARNERS[self.algorithm][1]
+        return config_from_dict(self.algorithm, section(self, config_class))
 
     def to_dict(self) -> dict:
         """Return a YAML/JSON-able dict (``from_dict`` inverts it)."""
@@ -101,85 +135,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict, source: str = 'config') -> 'TrainConfig':
         """Build from a dict; unknown keys and bad values raise ValueError naming the key."""
-        if not isinstance(d, dict):
-            raise ValueError(f'{source}: expected a mapping of TrainConfig keys, got '
-                             f'{type(d).__name__}')
-        known = [f.name for f in fields(cls)]
-        for key in d:
-            if key not in known:
-                raise ValueError(f'{source}: unknown key {key!r}; valid keys are '
-                                 f'{", ".join(known)}')
-        try:
-            return cls(**d)
-        except ValueError as err:
-            raise ValueError(f'{source}: {err}') from None
-
-
-# name -> (kind, check, what to write); kinds: int, float, bool, str, ints, opt_int
-_RULES = {
-    'scenario': ('str', lambda v: len(v) > 0, 'a scenario name or path'),
-    'algorithm': ('str', lambda v: v in ALGORITHMS, f'one of {ALGORITHMS}'),
-    'iterations': ('int', lambda v: v >= 0, 'an integer >= 0'),
-    'tasks_per_iteration': ('int', lambda v: v >= 1, 'an integer >= 1'),
-    'rollouts_per_task': ('int', lambda v: v >= 2, 'an integer >= 2 (the baseline needs 2)'),
-    'horizon': ('opt_int', lambda v: v is None or v >= 1, 'null or an integer >= 1'),
-    'inner_lr': ('float', lambda v: v >= 0, 'a number >= 0'),
-    'learn_inner_lr': ('bool', None, 'true or false'),
-    'inner_lr_per': ('str', lambda v: v in ('entry', 'tensor'), "'entry' or 'tensor'"),
-    'inner_steps': ('int', lambda v: v >= 1, 'an integer >= 1'),
-    'outer_lr': ('float', lambda v: v > 0, 'a number > 0'),
-    'outer_steps': ('int', lambda v: v >= 1, 'an integer >= 1'),
-    'clip_eps': ('float', lambda v: 0 < v < 1, 'a number in (0, 1)'),
-    'kl_coeff': ('float', lambda v: v >= 0, 'a number >= 0'),
-    'max_kl': ('float', lambda v: v > 0, 'a number > 0'),
-    'max_post_clip_frac': ('float', lambda v: 0 <= v <= 1, 'a number in [0, 1] (0: off)'),
-    'hidden_sizes': ('ints', lambda v: len(v) >= 1 and min(v) >= 1,
-                     'a non-empty list of positive integers, e.g. [64, 64]'),
-    'activation': ('str', lambda v: v in ACTIVATIONS, f'one of {ACTIVATIONS}'),
-    'init_log_std': ('float', lambda v: -5 <= v <= 2, 'a number in [-5, 2]'),
-    'gamma': ('float', lambda v: 0 <= v <= 1, 'a number in [0, 1]'),
-    'gae_lambda': ('float', lambda v: 0 <= v <= 1, 'a number in [0, 1]'),
-    'normalize_obs': ('bool', None, 'true or false'),
-    'workers': ('int', lambda v: v >= 1, 'an integer >= 1'),
-    'max_envs': ('int', lambda v: v >= 1, 'an integer >= 1'),
-    'device': ('str', lambda v: v in DEVICES or v.startswith('cuda:'),
-               f'one of {DEVICES} (or cuda:N)'),
-    'inference': ('str', lambda v: v in INFERENCE, f'one of {INFERENCE}'),
-    'seed': ('int', lambda v: 0 <= v < 2 ** 63, 'an integer >= 0'),
-    'checkpoint_every': ('int', lambda v: v >= 1, 'an integer >= 1'),
-    'step_timeout': ('float', lambda v: v > 0, 'a number of seconds > 0'),
-    'max_retries': ('int', lambda v: v >= 0, 'an integer >= 0'),
-}
-
-
-def _check(name: str, value):
-    kind, ok, want = _RULES[name]
-    bad = ValueError(f'{name}: expected {want}, got {value!r}')
-    if kind in ('int', 'opt_int'):
-        if value is None and kind == 'opt_int':
-            pass
-        elif isinstance(value, bool) or not isinstance(value, int):
-            raise bad
-    elif kind == 'float':
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise bad
-        value = float(value)
-        if not math.isfinite(value):
-            raise bad
-    elif kind == 'bool':
-        if not isinstance(value, bool):
-            raise bad
-    elif kind == 'str':
-        if not isinstance(value, str):
-            raise bad
-    elif kind == 'ints':
-        if not isinstance(value, (list, tuple)) or any(
-                isinstance(v, bool) or not isinstance(v, int) for v in value):
-            raise bad
-        value = tuple(value)
-    if ok is not None and not ok(value):
-        raise bad
-    return value
+        return from_dict(cls, d, source)
 
 
 def default_config_path(scenario: str) -> Path | None:

@@ -3,8 +3,8 @@
 import hashlib
 import json
 from pathlib import Path
-import tempfile
 
+from maml_robot.atomic import atomic_path
 from safetensors import safe_open
 from safetensors.torch import save_file
 import torch
@@ -80,23 +80,15 @@ def save_train_state(path, state: dict, info: dict) -> None:
     """
     Write ``state`` (nested tensors) and ``info`` (JSON-able) to one .safetensors file.
 
-    The file is written to a temporary name and renamed, so a crash mid-write never leaves a
-    truncated state behind.
+    The write is atomic (:mod:`maml_robot.atomic`): a crash mid-write never leaves a truncated
+    state behind.
     """
     path = Path(path)
     tensors, skeleton = flatten_state(state)
     metadata = {'format': FORMAT, 'skeleton': json.dumps(skeleton), 'info': json.dumps(info)}
     metadata['sha256'] = state_digest(tensors, metadata['skeleton'], metadata['info'])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=path.name, suffix='.tmp',
-                                     delete=False) as tmp:
-        tmp_path = Path(tmp.name)
-    try:
-        save_file(tensors, str(tmp_path), metadata=metadata)
-        tmp_path.replace(path)
-    finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
 
 
 def load_train_state(path, device=None):

@@ -9,17 +9,12 @@ import sys
 from maml_robot.commands.arguments import positive_int
 from maml_robot.sampler import SamplerError
 from maml_robot.sampling.ray_backend import add_backend_arguments, make_backend
+from maml_robot.settings import add_flags, flag_values
 from maml_robot.stop_signals import STOP_SIGNALS, stop_signals_raise, StopRequested  # noqa: F401
-from maml_robot.train_config import default_config_path, load_train_config
+from maml_robot.train_config import default_config_path, load_train_config, TrainConfig
 import torch
 
 HELP = 'meta-train a policy on a scenario (TensorBoard/CSV logs, checkpoints, --resume)'
-
-# command-line flag -> TrainConfig key (flags override the YAML)
-OVERRIDES = {'device': 'device', 'workers': 'workers', 'seed': 'seed',
-             'iterations': 'iterations', 'inference': 'inference',
-             'tasks': 'tasks_per_iteration', 'rollouts': 'rollouts_per_task',
-             'horizon': 'horizon'}
 
 
 @contextlib.contextmanager
@@ -46,24 +41,6 @@ def add_arguments(parser):
                         help='run folder: logs, latest/best checkpoints, resume state')
     parser.add_argument('--config', default=None,
                         help='TrainConfig YAML (default: config/train/<scenario>.yaml)')
-    parser.add_argument('--device', default=None, choices=('auto', 'cpu', 'cuda'),
-                        help='where the policy runs (auto: CUDA when available)')
-    parser.add_argument('--workers', type=int, default=None,
-                        help='environment worker processes')
-    parser.add_argument('--inference', default=None, choices=('central', 'workers'),
-                        help='who computes rollout actions: central (one batched call per '
-                             'step on --device) or workers (whole episodes inside the workers, '
-                             'fastest without a GPU)')
-    parser.add_argument('--seed', type=int, default=None, help='root random seed')
-    parser.add_argument('--iterations', type=int, default=None,
-                        help='meta-iterations in total (a resumed run continues up to this)')
-    parser.add_argument('--tasks', type=int, default=None,
-                        help='tasks per meta-iteration (TrainConfig.tasks_per_iteration)')
-    parser.add_argument('--rollouts', type=int, default=None,
-                        help='rollouts per task before and after adaptation '
-                        '(TrainConfig.rollouts_per_task)')
-    parser.add_argument('--horizon', type=int, default=None,
-                        help="steps per rollout (default: the scenario's episode_steps)")
     parser.add_argument('--resume', action='store_true',
                         help='continue the run saved in --out exactly where it stopped')
     parser.add_argument('--threads', type=positive_int, default=None,
@@ -71,6 +48,9 @@ def add_arguments(parser):
                              'workers leave free, at least 1)')
     parser.add_argument('--no-progress', action='store_true', help='hide the progress bar')
     add_backend_arguments(parser)
+    add_flags(parser.add_argument_group(
+        'training settings', 'each flag overrides its key of the TrainConfig YAML (--config, '
+        'else config/train/<scenario>.yaml); [key: what it accepts]'), TrainConfig)
 
 
 def run(args) -> int:
@@ -81,7 +61,7 @@ def run(args) -> int:
     """
     from maml_robot.meta.trainer import Trainer
     logging.basicConfig(level=logging.WARNING, format='%(levelname)s %(name)s: %(message)s')
-    overrides = {key: getattr(args, flag) for flag, key in OVERRIDES.items()}
+    overrides = flag_values(args, TrainConfig)
     scenario = args.scenario
     if args.resume and args.config is None:
         # the run's own config.yaml is the reference; flags may still extend it

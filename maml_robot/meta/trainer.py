@@ -16,13 +16,14 @@ Every iteration's randomness (tasks, rollout seeds, action noise) derives from
 
 import csv
 from dataclasses import asdict
+import io
 import math
 from pathlib import Path
 import time
 import uuid
 
+from maml_robot.atomic import write_text
 from maml_robot.checkpoint import Checkpoint, save_checkpoint
-from maml_robot.meta.inner import InnerConfig
 from maml_robot.meta.learners import make_learner
 from maml_robot.policy import expand_params, GaussianPolicy, ObsNormalizer, PolicyConfig
 from maml_robot.sampler import resolve_device, Sampler, SamplerError, ScenarioEnvFactory
@@ -131,10 +132,8 @@ class Trainer:
         else:
             self.run_id = uuid.uuid4().hex
             self.out.mkdir(parents=True, exist_ok=True)
-            with open(self.out / RUN_FILE, 'w', encoding='utf-8') as f:
-                yaml.safe_dump({'run_id': self.run_id}, f)
-        with open(cfg_file, 'w', encoding='utf-8') as f:
-            yaml.safe_dump(self.config.to_dict(), f, sort_keys=False)
+            write_text(self.out / RUN_FILE, yaml.safe_dump({'run_id': self.run_id}))
+        write_text(cfg_file, yaml.safe_dump(self.config.to_dict(), sort_keys=False))
 
     def _check_resume_file(self, cfg_file, saved: TrainConfig):
         """
@@ -320,10 +319,11 @@ class Trainer:
             path.unlink()
             return
         self._fields = fields
-        with open(path, 'w', newline='', encoding='utf-8') as f:
-            w = csv.DictWriter(f, fieldnames=fields)
-            w.writeheader()
-            w.writerows(rows)
+        text = io.StringIO(newline='')
+        w = csv.DictWriter(text, fieldnames=fields)
+        w.writeheader()
+        w.writerows(rows)
+        write_text(path, text.getvalue())
 
     def make_checkpoint(self) -> Checkpoint:
         """Return the deployable checkpoint of the current state (tensors copied)."""
@@ -362,16 +362,7 @@ class Trainer:
 
 def build_learner(cfg: TrainConfig, policy, params):
     """Return the outer learner (maml_robot.meta.learners) the config asks for."""
-    inner = InnerConfig(lr=cfg.inner_lr, learn_lr=cfg.learn_inner_lr,
-                        lr_per=cfg.inner_lr_per, gamma=cfg.gamma,
-                        gae_lambda=cfg.gae_lambda, steps=cfg.inner_steps)
-    if cfg.algorithm == 'trpo':
-        algo = {'max_kl': cfg.max_kl}
-    else:
-        algo = {'outer_lr': cfg.outer_lr, 'num_outer_steps': cfg.outer_steps,
-                'clip_eps': cfg.clip_eps, 'kl_coeff': cfg.kl_coeff,
-                'max_post_clip_frac': cfg.max_post_clip_frac}
-    return make_learner(cfg.algorithm, policy, params, inner, algo)
+    return make_learner(cfg.algorithm, policy, params, cfg.inner_config(), cfg.outer_config())
 
 
 def _changed_keys(before: dict, after: dict) -> list:
