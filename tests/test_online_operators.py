@@ -1,6 +1,7 @@
 """OnlineAdapter with each adaptation operator (pg, hill_climb, es) on the real reacher sim."""
 
 import dataclasses
+import math
 import warnings
 
 from maml_robot import evaluate, online
@@ -24,7 +25,7 @@ class Recorder:
     """The adapter's own operator, keeping every ``tell``: (params, candidates, episodes, new)."""
 
     def __init__(self, op):
-        self.op, self.calls = op, []
+        self.op, self.calls, self.saved = op, [], []
 
     def __getattr__(self, name):
         return getattr(self.op, name)
@@ -42,6 +43,7 @@ def rehearse(episodes, seed=0, **config):
     adapter = online.load_adapter(MODEL, online.OnlineConfig(**config), seed=seed,
                                   log=lambda m: None)
     adapter._operator = recorder = Recorder(adapter._operator)
+    adapter._persist_fn = lambda params, info: recorder.saved.append((params, info))
     scenario = load_scenario('reacher')
     world = World(scenario, task=pick_task(scenario)[1])
     rng, history = np.random.default_rng(seed), []
@@ -87,6 +89,18 @@ def check_rollbacks(history, meta):
     return seen
 
 
+def check_persisted(adapter, saved, history):
+    """Check that the accepted updates, and only they, were persisted with the reference."""
+    stats = adapter.stats
+    accepted = (stats['adaptations'] - stats['rollbacks'] - stats['reverts_to_meta']
+                - int(adapter._probation))
+    assert len(saved) == accepted >= 1
+    for params, info in saved:
+        assert any(params is p for p, _ in history)
+        assert info['meta_return'] == stats['meta_return'] and math.isfinite(info['meta_return'])
+        assert math.isfinite(info['meta_return_var'])
+
+
 def test_hill_climb_acts_deterministically_bounded_and_accepts_only_improvements():
     max_delta = 0.5
     adapter, recorder, history = rehearse(
@@ -116,6 +130,7 @@ def test_hill_climb_acts_deterministically_bounded_and_accepts_only_improvements
     assert stats['rounds_kept'] == len(recorder.calls) - changed
     undone = stats['rollbacks'] + stats['reverts_to_meta']
     assert check_rollbacks(history, adapter.meta_params) == undone >= 1
+    check_persisted(adapter, recorder.saved, history)
     if adapter._batch:     # the current parameters' episodes: their mean action as well
         check_deterministic(policy, adapter.params, adapter.episodes_tensor(adapter._batch))
     before = adapter.params
@@ -167,6 +182,7 @@ def test_es_steps_from_antithetic_candidates_within_the_bound():
     assert stats['adaptations'] == len(recorder.calls) and stats['rounds_kept'] == 0
     undone = stats['rollbacks'] + stats['reverts_to_meta']
     assert check_rollbacks(history, adapter.meta_params) == undone >= 1
+    check_persisted(adapter, recorder.saved, history)
 
 
 def test_pg_explores_and_its_update_is_bounded():
