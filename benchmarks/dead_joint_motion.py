@@ -108,7 +108,8 @@ def main(argv=None):
     with source.sampler(args.workers, device='cpu') as sampler:
         adapted = adapt_tasks(ckpt.make_policy(), ckpt.params, tasks, sampler,
                               AdaptConfig(k, r, ckpt.inner_step_size(),
-                                          ckpt.inner_config().advantage_kwargs(), inner_steps=s),
+                                          ckpt.inner_config().advantage_kwargs(),
+                                          steps_per_batch=s),
                               seed=args.seed, keep_params=True)['params']
     rows = [f'| {args.split} task | dynamics | policy | return | reward, last fifth | dead joint: '
             'largest move (rad) | moved at the end (rad) | speed, last fifth (rad/s) |',

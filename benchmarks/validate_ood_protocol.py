@@ -5,7 +5,7 @@ The ood split is a fixed list (scenario seed); this draws ``--tasks`` further ta
 same ood distribution with ``--task-seed`` (any seed but the split's), keeps those with a dead
 joint, and runs the adaptation protocol (``maml_robot.evaluate.adapt_tasks``) with each setting
 given as ``KxR`` (K updates of R rollouts each; K x R <= 50 episodes is the issue's budget),
-optionally ``KxRxS``: S inner steps on each batch (the adapter's ``inner_steps``). Settings are
+optionally ``KxRxS``: S inner steps on each batch (the adapter's ``steps_per_batch``). Settings are
 chosen here, then run once on the ood split. ``--factors`` runs the first setting on variants
 of the same tasks (dead joint revived; training-split dynamics with the same dead joint; plain
 training-split dynamics) to show which part of "out of distribution" costs the return;
@@ -90,7 +90,7 @@ def _curves(ckpt, tasks, sampler, setting, eval_seed):
     from maml_robot.evaluate import adapt_tasks, AdaptConfig
     k, r, s = setting
     cfg = AdaptConfig(k, r, ckpt.inner_step_size(), ckpt.inner_config().advantage_kwargs(),
-                      inner_steps=s)
+                      steps_per_batch=s)
     return adapt_tasks(ckpt.make_policy(), ckpt.params, tasks, sampler, cfg,
                        seed=eval_seed)['returns']
 

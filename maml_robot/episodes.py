@@ -1,10 +1,30 @@
 """Episodes: padded batches of rollouts (with a validity mask) as the meta-learner sees them."""
 
 from dataclasses import dataclass, fields
+from typing import NamedTuple
 
+import numpy as np
 import torch
 
 FIELDS = ('observations', 'actions', 'rewards', 'mask', 'log_probs')
+
+
+class Transition(NamedTuple):
+    """One control step of a live episode (the online adapter's record; a row of Episodes)."""
+
+    observation: np.ndarray
+    """(obs_dim,) raw observation the action was chosen from."""
+    action: np.ndarray
+    """(act_dim,) the sampled (unclipped) action."""
+    log_prob: float
+    """Log-prob of ``action`` under the policy that chose it (0.0 for a mean action)."""
+    reward: float
+    """Reward of the step."""
+
+
+def episode_return(transitions) -> float:
+    """Return the undiscounted return of one live episode: its rewards summed in order."""
+    return float(sum(step.reward for step in transitions))
 
 
 @dataclass
@@ -72,9 +92,20 @@ class Episodes:
         """Return the episodes of task ``i`` (drops the first leading dim)."""
         return self.apply(lambda t: t[i])
 
+    def returns(self, dtype=None, device=None):
+        """
+        Return the undiscounted return of every rollout (valid steps only): shape (..., N).
+
+        ``dtype``/``device`` convert rewards and mask first (e.g. ``torch.float64, 'cpu'`` for
+        statistics in numpy); by default the rewards' own.
+        """
+        rewards = self.rewards.to(device=device, dtype=dtype)       # (..., N, T)
+        mask = self.mask.to(device=device, dtype=dtype)             # (..., N, T)
+        return (rewards * mask).sum(-1)
+
     def mean_return(self):
         """Average undiscounted return per rollout, averaged over N: shape batch_shape."""
-        return (self.rewards * self.mask).sum(-1).mean(-1)
+        return self.returns().mean(-1)
 
     def check_finite(self):
         """Raise ValueError if any field holds NaN or inf."""
@@ -120,6 +151,20 @@ class Episodes:
             m[:length] = 1.0
             cols['mask'].append(m)
         return Episodes(*(torch.stack(cols[name]) for name in FIELDS))
+
+    @staticmethod
+    def from_transitions(episodes):
+        """
+        Build one task's Episodes from live episodes, each a sequence of :class:`Transition`.
+
+        :returns: :meth:`from_rollouts` of them: shape (N, max length), padded with mask 0.
+        """
+        return Episodes.from_rollouts([{
+            'observations': np.stack([step.observation for step in ep]),  # (T_i, obs_dim)
+            'actions': np.stack([step.action for step in ep]),            # (T_i, act_dim)
+            'rewards': np.array([step.reward for step in ep], dtype=np.float64),    # (T_i,)
+            'log_probs': np.array([step.log_prob for step in ep], dtype=np.float64)}
+            for ep in episodes])
 
 
 def pad_to(episodes, horizon):

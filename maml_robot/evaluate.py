@@ -12,9 +12,12 @@ on rollouts that the evaluated parameters have never seen, and the env-step cost
 
 from dataclasses import dataclass, field
 import time
+from typing import Optional
+import warnings
 
 from maml_robot import stats
 import numpy as np
+import torch
 
 REFERENCE_METHODS = ('random', 'oracle')
 """Methods that give the ends of the normalized score: 0 = random, 1 = oracle."""
@@ -159,10 +162,8 @@ def check_compatible(results):
 # ---------------------------------------------------------------------------------------------
 
 def episode_returns(episodes):
-    """Return the undiscounted return of each rollout, shape ``(..., N)`` (numpy)."""
-    rewards = episodes.rewards.detach().cpu().double()
-    mask = episodes.mask.detach().cpu().double()
-    return (rewards * mask).sum(-1).numpy()
+    """Return the undiscounted return of each rollout, shape ``(..., N)`` (numpy float64)."""
+    return episodes.returns(torch.float64, 'cpu').detach().numpy()
 
 
 def _mean_std(returns):
@@ -182,8 +183,11 @@ class AdaptConfig:
     """Inner learning rate: a float or a dict of per-parameter tensors (from the checkpoint)."""
     inner_kwargs: dict = field(default_factory=dict)
     """Advantage settings of the inner step (``InnerConfig.advantage_kwargs()``)."""
-    inner_steps: int = 1
-    """inner_step calls per update, all on the same rollouts (the adapter's ``inner_steps``)."""
+    steps_per_batch: int = 1
+    """inner_step calls per update, all on the same rollouts (the adapter's
+    ``steps_per_batch``; unlike training's ``inner_steps``, each on fresh rollouts)."""
+    inner_steps: Optional[int] = None
+    """Deprecated name of ``steps_per_batch`` (taken as it, with a FutureWarning)."""
 
     def __post_init__(self):
         """Reject budgets that cannot give a curve."""
@@ -191,8 +195,21 @@ class AdaptConfig:
             raise ValueError(f'--adapt-steps must be >= 0; got {self.adapt_steps}')
         if self.rollouts < 1:
             raise ValueError(f'--rollouts must be >= 1; got {self.rollouts}')
-        if int(self.inner_steps) != self.inner_steps or self.inner_steps < 1:
-            raise ValueError(f'inner_steps must be an integer >= 1; got {self.inner_steps}')
+        if self.inner_steps is not None:
+            if int(self.inner_steps) != self.inner_steps or self.inner_steps < 1:
+                raise ValueError(f'inner_steps must be an integer >= 1; got {self.inner_steps} '
+                                 '(and it was renamed steps_per_batch)')
+            if self.steps_per_batch not in (1, self.inner_steps):
+                raise ValueError(f'inner_steps={self.inner_steps} and steps_per_batch='
+                                 f'{self.steps_per_batch} disagree: inner_steps is the old name '
+                                 'of steps_per_batch; keep only steps_per_batch')
+            warnings.warn('AdaptConfig(inner_steps=...) was renamed steps_per_batch (inner_step '
+                          'calls on the same rollouts); pass steps_per_batch', FutureWarning,
+                          stacklevel=3)
+            object.__setattr__(self, 'steps_per_batch', int(self.inner_steps))
+        if int(self.steps_per_batch) != self.steps_per_batch or self.steps_per_batch < 1:
+            raise ValueError(f'steps_per_batch must be an integer >= 1; got '
+                             f'{self.steps_per_batch}')
 
 
 def adapt_tasks(policy, params, tasks, sampler, cfg, *, seed=0, progress=None, keep_params=False):
@@ -200,7 +217,7 @@ def adapt_tasks(policy, params, tasks, sampler, cfg, *, seed=0, progress=None, k
     Run the adaptation protocol on ``tasks`` for one set of starting parameters.
 
     Each update is :func:`maml_robot.meta.inner.inner_step` on one task's rollouts (``cfg.
-    inner_steps`` times on the same rollouts), computed first-order (evaluation needs no
+    steps_per_batch`` times on the same rollouts), computed first-order (evaluation needs no
     meta-gradient; the step itself is the same).
 
     :param policy: a :class:`maml_robot.policy.GaussianPolicy`.
@@ -235,7 +252,7 @@ def adapt_tasks(policy, params, tasks, sampler, cfg, *, seed=0, progress=None, k
             adapted = []
             for b, task_params in enumerate(unstack_params(params_b)):
                 task_params = {n: p.to(episodes.rewards.device) for n, p in task_params.items()}
-                for _ in range(cfg.inner_steps):
+                for _ in range(cfg.steps_per_batch):
                     task_params = {n: p.detach() for n, p in inner_step(
                         policy, task_params, episodes.task(b), cfg.lr, first_order=True,
                         **cfg.inner_kwargs).items()}

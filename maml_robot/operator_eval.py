@@ -158,14 +158,25 @@ def make_operator(name, policy, lr, inner_kwargs, settings):
 
     Text values are converted to the type of the field's default (``None`` for
     ``max_delta``); ``pg`` also gets the checkpoint's policy, step size and advantage settings.
+    ``pg``'s old setting ``inner_steps`` is taken as ``steps_per_batch`` (FutureWarning).
     """
     from dataclasses import fields
+    import warnings
 
     from maml_robot.meta.operators import OPERATORS
     if name not in OPERATORS:
         raise ValueError(f'--adaptation {name!r} unknown; use one of {sorted(OPERATORS)}')
     cls = OPERATORS[name]
-    known = {f.name: f for f in fields(cls) if f.name not in ('policy', 'lr', 'inner_kwargs')}
+    if name == 'pg' and 'inner_steps' in settings:
+        if 'steps_per_batch' in settings:
+            raise ValueError('pg: inner_steps is the old name of steps_per_batch; give only '
+                             'steps_per_batch')
+        warnings.warn('the pg setting inner_steps was renamed steps_per_batch (inner_step calls '
+                      'on the same episodes); use steps_per_batch=N', FutureWarning, stacklevel=2)
+        settings = {('steps_per_batch' if k == 'inner_steps' else k): v
+                    for k, v in settings.items()}
+    internal = ('policy', 'lr', 'inner_kwargs', 'step_fn')
+    known = {f.name: f for f in fields(cls) if f.name not in internal}
     if name == 'es':
         known['lr'] = next(f for f in fields(cls) if f.name == 'lr')
     values = {}

@@ -198,14 +198,13 @@ class GaussianPolicy:
         """Sample for B tasks in one call; returns ``(actions (B, ..., act_dim), log_probs)``."""
         with torch.no_grad():
             mean = self.batched_mean_action(params_b, obs_b)  # (B, ..., act_dim)
-            std = params_b['log_std'].exp()  # (B, act_dim)
-            std = std.reshape(std.shape[:1] + (1,) * (mean.dim() - 2) + std.shape[1:])
+            log_std = params_b['log_std']  # (B, act_dim)
+            log_std = log_std.reshape(log_std.shape[:1] + (1,) * (mean.dim() - 2)
+                                      + log_std.shape[1:])  # (B, 1, ..., act_dim)
             noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype,
                                 device='cpu' if generator is None else generator.device)
-            actions = mean + std * noise.to(mean.device)
-            log_std = std.log().expand_as(mean)
-            logp = (-0.5 * ((actions - mean) / std) ** 2 - log_std - 0.5 * LOG_2PI).sum(-1)
-            return actions, logp
+            actions = mean + log_std.exp() * noise.to(mean.device)
+            return actions, gaussian_log_prob(mean, log_std, actions)
 
 
 def gaussian_log_prob(mean, log_std, actions):

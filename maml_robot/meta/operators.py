@@ -29,6 +29,7 @@ update (the whole step is scaled down, its direction kept).
 
 from dataclasses import dataclass, field
 
+from maml_robot.meta.inner import inner_step
 import numpy as np
 import torch
 
@@ -55,9 +56,7 @@ def space_names(params, space):
 
 def candidate_returns(episodes):
     """Return the undiscounted return of each episode of one candidate, shape (E,) numpy."""
-    rewards = episodes.rewards.detach().cpu().double()            # (E, T)
-    mask = episodes.mask.detach().cpu().double()                  # (E, T)
-    return (rewards * mask).sum(-1).numpy()
+    return episodes.returns(torch.float64, 'cpu').detach().numpy()
 
 
 def bounded(delta, max_delta):
@@ -103,8 +102,10 @@ class PolicyGradient:
     """Live episodes per update (R)."""
     inner_kwargs: dict = field(default_factory=dict)
     """Advantage settings (``InnerConfig.advantage_kwargs()``)."""
-    inner_steps: int = 1
-    """inner_step calls on the same episodes."""
+    steps_per_batch: int = 1
+    """inner_step calls on the same episodes (training's ``inner_steps`` sample afresh)."""
+    step_fn: object = None
+    """The update, called as ``inner_step``; None: :func:`maml_robot.meta.inner.inner_step`."""
     name = 'pg'
     stochastic = True
 
@@ -113,12 +114,12 @@ class PolicyGradient:
         return [params]
 
     def tell(self, params, candidates, episodes):
-        """Return ``inner_step`` applied ``inner_steps`` times (first order, detached)."""
-        from maml_robot.meta.inner import inner_step
+        """Return ``inner_step`` applied ``steps_per_batch`` times (first order, detached)."""
+        step = self.step_fn if self.step_fn is not None else inner_step
         device = episodes[0].rewards.device
         new = {k: p.detach().to(device) for k, p in params.items()}
-        for _ in range(self.inner_steps):
-            new = {k: p.detach() for k, p in inner_step(
+        for _ in range(self.steps_per_batch):
+            new = {k: p.detach() for k, p in step(
                 self.policy, new, episodes[0], self.lr, first_order=True,
                 **self.inner_kwargs).items()}
         return new

@@ -55,7 +55,7 @@ def iteration_seeds(seed: int, iteration: int) -> dict:
 
 def masked_returns(episodes) -> torch.Tensor:
     """Return the undiscounted return of every rollout: (B, N)."""
-    return (episodes.rewards * episodes.mask).sum(-1)
+    return episodes.returns()
 
 
 class Trainer:

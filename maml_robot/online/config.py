@@ -1,8 +1,9 @@
 """Settings, deployment contract and command of the online adapter."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 import math
 from typing import Callable, Optional
+import warnings
 
 from maml_robot.actuation import Actuation
 import numpy as np
@@ -17,6 +18,9 @@ MODE_STALE = 'stale_state'
 MODE_BAD_OBS = 'bad_observation'
 MODE_BAD_ACTION = 'bad_action'
 
+ADAPTATIONS = ('pg', 'hill_climb', 'es')
+"""Adaptation operators the adapter runs (maml_robot.meta.operators.OPERATORS)."""
+
 
 @dataclass
 class OnlineConfig:
@@ -24,8 +28,17 @@ class OnlineConfig:
 
     adapt: bool = True
     """Adapt online from live rewards; False runs the loaded policy (mean action) unchanged."""
-    inner_steps: int = 1
-    """inner_step calls per update, all on the same batch of live episodes."""
+    adaptation: str = field(default='', metadata={'choices': ('',) + ADAPTATIONS})
+    """Adaptation operator: pg (the meta-learned policy-gradient step, on rollouts of the
+    Gaussian policy), hill_climb or es (derivative-free: the policy acts with its mean action,
+    candidates are perturbations of the parameters); '' = what the checkpoint was trained for
+    (its algorithm metadata 'adaptation', else pg)."""
+    adaptation_args: str = ''
+    """Settings of a derivative-free operator, comma-separated KEY=VALUE (as `maml-robot eval
+    --adaptation-args`), e.g. 'sigma=0.01,batch=4,episodes=2'; over the checkpoint's own."""
+    steps_per_batch: int = 1
+    """pg: inner_step calls per update, all on the same batch of live episodes (unlike
+    training's inner_steps, each on fresh rollouts)."""
     rollouts_per_step: int = 20
     """Live episodes collected under the current parameters before each update (the shipped
     policies were meta-trained for one step on 20 rollouts)."""
@@ -60,10 +73,18 @@ class OnlineConfig:
     guards compare with, stay finite and bounded."""
     synchronous: bool = False
     """Run updates inline in act() (deterministic tests); False runs them on their own thread."""
+    inner_steps: int = field(default=1, metadata={'deprecated': 'steps_per_batch'})
+    """Deprecated name of steps_per_batch: a value other than 1 is taken as steps_per_batch
+    (with a FutureWarning); set steps_per_batch instead."""
 
     def __post_init__(self):
         """Check every field; the message says which one to change."""
-        positive = {'inner_steps': self.inner_steps, 'rollouts_per_step': self.rollouts_per_step}
+        self._take_renamed()
+        if self.adaptation not in ('',) + ADAPTATIONS:
+            raise ValueError(f"adaptation must be one of {ADAPTATIONS} or '' (the "
+                             f"checkpoint's), got {self.adaptation!r}")
+        positive = {'inner_steps': self.inner_steps, 'steps_per_batch': self.steps_per_batch,
+                    'rollouts_per_step': self.rollouts_per_step}
         for name, value in positive.items():
             if int(value) != value or value < 1:
                 raise ValueError(f'{name} must be an integer >= 1, got {value!r}')
@@ -80,6 +101,19 @@ class OnlineConfig:
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f'{name} must be a finite number >= 0, got {value!r}')
+
+    def _take_renamed(self):
+        """Map the deprecated ``inner_steps`` onto ``steps_per_batch`` (error if both differ)."""
+        if self.inner_steps == 1 or self.inner_steps == self.steps_per_batch:
+            return
+        if self.steps_per_batch != 1:
+            raise ValueError(f'inner_steps={self.inner_steps!r} and steps_per_batch='
+                             f'{self.steps_per_batch!r} disagree: inner_steps is the old name of '
+                             'steps_per_batch; remove it and keep steps_per_batch')
+        warnings.warn('the online setting inner_steps was renamed steps_per_batch (inner_step '
+                      'calls on the same batch of live episodes); set steps_per_batch instead',
+                      FutureWarning, stacklevel=4)
+        self.steps_per_batch = self.inner_steps
 
     @property
     def window(self):
@@ -116,6 +150,11 @@ class AdapterSpec:
     torque control with ``action_scale`` as the effort limit."""
     terminated: Optional[Callable] = None
     """terminated(state) -> bool: the episode ends here, as in training (e.g. a fall)."""
+    adaptation: str = 'pg'
+    """The adaptation operator the checkpoint was meta-trained for (OnlineConfig.adaptation
+    '' runs it)."""
+    adaptation_args: Optional[dict] = None
+    """That operator's settings stored in the checkpoint ({field: value}); None: its defaults."""
 
 
 @dataclass

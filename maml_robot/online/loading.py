@@ -4,7 +4,7 @@ import math
 from pathlib import Path
 
 from maml_robot.online.adapter import OnlineAdapter
-from maml_robot.online.config import AdapterSpec, OnlineConfig
+from maml_robot.online.config import ADAPTATIONS, AdapterSpec, OnlineConfig
 import numpy as np
 import torch
 
@@ -79,10 +79,30 @@ def check_limits(ckpt, scenario):
                          'for this robot')
 
 
+def checkpoint_adaptation(ckpt):
+    """
+    Return (operator name, its settings or None) the checkpoint was meta-trained for.
+
+    Read from its algorithm metadata (``adaptation``, ``adaptation_args``); a checkpoint without
+    them was trained for the policy-gradient step: ('pg', None).
+    """
+    name = ckpt.algorithm.get('adaptation', 'pg')
+    args = ckpt.algorithm.get('adaptation_args')
+    if name not in ADAPTATIONS:
+        raise ValueError(f'checkpoint metadata algorithm.adaptation is {name!r}; this version '
+                         f'knows {ADAPTATIONS}: set the adaptation parameter to one of them or '
+                         'use a checkpoint written by a matching maml_robot')
+    if args is not None and not isinstance(args, dict):
+        raise ValueError(f'checkpoint metadata algorithm.adaptation_args must be a mapping of '
+                         f'settings, got {args!r}')
+    return name, args
+
+
 def spec_from_checkpoint(ckpt, scenario) -> AdapterSpec:
     """Return the deployment contract of a checkpoint: the scenario's limits, its observation."""
     from maml_robot.observation import build_observation, compute_reward, is_terminated
     check_limits(ckpt, scenario)
+    adaptation, adaptation_args = checkpoint_adaptation(ckpt)
     terms = set(scenario.observation) | set(scenario.reward)
     needs = tuple(n for n, used in (('goal', terms & set(GOAL_TERMS)),
                                     ('odom', any(t.startswith('base_') for t in terms)
@@ -99,7 +119,7 @@ def spec_from_checkpoint(ckpt, scenario) -> AdapterSpec:
         control_period=float(scenario.control_period), needs=needs,
         actuation=scenario.actuation,
         terminated=(lambda state: is_terminated(scenario, state)) if scenario.termination
-        else None)
+        else None, adaptation=adaptation, adaptation_args=adaptation_args)
 
 
 def _saver(path, ckpt, fingerprint):
