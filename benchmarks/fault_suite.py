@@ -138,7 +138,8 @@ class Driver:
         self.context = rclpy.Context()
         rclpy.init(context=self.context, domain_id=domain)
         values = dict(checkpoint=str(checkpoint), adapt=False, ramp_in_steps=0,
-                      fade_in_steps=0, control_rate_hz=RATE_HZ, **params)
+                      fade_in_steps=0, control_rate_hz=RATE_HZ, robot_description_timeout=0.0,
+                      **params)
         self.node = AdapterNode(context=self.context, parameter_overrides=[
             Parameter(k, value=v) for k, v in values.items()])
         self.clock = [1000.0]
