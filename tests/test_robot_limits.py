@@ -4,8 +4,8 @@ from pathlib import Path
 import re
 
 from maml_robot import online
-from maml_robot.online.inputs import (check_joint_velocities, PlausibleJoints, VELOCITY_FACTOR,
-                                      velocity_bounds)
+from maml_robot.online.inputs import (check_joint_velocities, PlausibleJoints, velocity_bounds,
+                                      VELOCITY_FACTOR)
 from maml_robot.online.robot_limits import (robot_limited_spec, robot_model, trained_limits,
                                             urdf_limits)
 from maml_robot.paths import data_path

@@ -55,7 +55,7 @@ def test_every_online_and_node_field_is_a_parameter_of_the_node():
     (OnlineConfig, 'inner_steps', 1.5, 'inner_steps must be int'),
     (OnlineConfig, 'adapt', 1, 'adapt must be bool, got 1'),
     (OnlineConfig, 'rollouts_per_step', 1001, r'rollouts_per_step must be int in \[1, 1000\]'),
-    (NodeConfig, 'trigger', 'bogus', r"trigger must be str \(one of state, timer\)"),
+    (NodeConfig, 'trigger', 'bogus', r'trigger must be str \(one of state, timer\)'),
     (NodeConfig, 'limit_tolerance', -0.1, r'limit_tolerance must be float in \[0.0, 1.0\]'),
     (NodeConfig, 'robot_description_timeout', float('nan'), 'robot_description_timeout'),
 ])

@@ -118,8 +118,9 @@ class AdapterNode(LifecycleNode):
                                        qos_profile=conversions.ROBOT_DESCRIPTION_QOS)
             if ok:
                 return robot_model(text=msg.data, where=topic), topic
-        missing = (f'no robot description: robot_description (a URDF file) is not set and '
-                   f'nothing arrived on {topic} within robot_description_timeout {wait:g} s')
+        missing = 'no robot description: robot_description (a URDF file) is not set and ' + (
+            f'nothing arrived on {topic} within robot_description_timeout {wait:g} s' if wait
+            else 'robot_description_timeout is 0 (the topic is not read)')
         if settings.require_robot_description:
             raise ValueError(missing + '; start robot_state_publisher, set robot_description, '
                              'or set require_robot_description false')

@@ -37,12 +37,14 @@ def run_node(name, make_node, args=None, start=None, stop=None, parameters=None)
 def _run_node(name, make_node, args, start, stop):
     rclpy.init(args=args)
     node = None
+    # made before start: a stop signal during start-up shuts the context down, and an executor
+    # made after that fails half-built (its __del__ then prints a traceback)
+    executor = SingleThreadedExecutor()
     try:
         node = make_node()
         code = start(node) if start is not None else 0
         if code:
             return code
-        executor = SingleThreadedExecutor()
         executor.add_node(node)
         executor.spin()
     except ValueError as err:

@@ -43,7 +43,7 @@ CASES = [
     ('inner_steps: 1.5', 'inner_steps: 1.5 is a float; expected int in [1, 100]'),
     ('inner_steps: 0', 'inner_steps: 0 is not a valid value; expected int in [1, 100]'),
     ("adapt: 'true'", "adapt: 'true' is a string; expected bool"),
-    ('checkpoint: 123', "checkpoint: 123 is an integer; expected str (ROS reads it as an "
+    ('checkpoint: 123', 'checkpoint: 123 is an integer; expected str (ROS reads it as an '
                         "integer: quote it, '123')"),
     ('trigger: bogus', "trigger: 'bogus' is not a valid value; expected str (one of state, "
                        'timer)'),
@@ -85,7 +85,8 @@ def test_good_files_pass_and_sections_for_other_nodes_are_left_alone(tmp_path):
     shipped = data_path('config', 'adapter.yaml')
     assert check_params_file(shipped, 'adapter_node', adapter_node.PARAMETERS) == len(
         adapter_node.PARAMETERS)
-    path = params_file(tmp_path, 'real_time_factor: fast', header='sim_node:\n  ros__parameters:\n')
+    path = params_file(tmp_path, 'real_time_factor: fast',
+                       header='sim_node:\n  ros__parameters:\n')
     path.write_text(path.read_text() + '/adapter_node:\n  ros__parameters:\n    '
                     'control_rate_hz: 25.0\n    use_sim_time: true\n    checkpoint: "123"\n')
     assert check_params_file(path, 'adapter_node', adapter_node.PARAMETERS) == 3
