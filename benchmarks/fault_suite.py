@@ -1,8 +1,9 @@
 """
 Fault injection on the deployment path (issue 18): every input is answered without harm.
 
-Forged checkpoints, bad ``--set`` overrides and command-line numbers, bad runtime parameter
-changes, joint_states streams with broken stamps and values (1 kHz into a 25 Hz adapter_node,
+Forged checkpoints, robot descriptions (URDFs) that differ from the checkpoint's robot, bad
+``--set`` overrides, params files and command-line numbers, bad runtime parameter changes,
+joint_states streams with broken stamps and values (1 kHz into a 25 Hz adapter_node,
 driven in process on a fake monotonic clock), and absurd rewards into the online adapter. It
 counts the inputs tried, the clear errors (a ValueError with a message, or a refused parameter
 change), tracebacks (any other exception), hangs (a case over ``HANG_SECONDS``), commands
@@ -104,12 +105,64 @@ def checkpoint_cases(tally, folder):
                 lambda p=path: online.load_adapter(p, online.OnlineConfig()))
 
 
+def description_cases(tally):
+    """Robot descriptions (URDF text) that differ from the checkpoint's robot: clear errors."""
+    import re
+    from maml_robot import online
+    from maml_robot.online.robot_limits import robot_limited_spec, robot_model
+    from maml_robot.paths import data_path
+    from maml_robot.scenario import load_scenario
+    scenario = load_scenario('reacher')
+    spec = online.spec_from_checkpoint(online.fresh_checkpoint(scenario, seed=0), scenario)
+    urdf = data_path('urdf', 'reacher.urdf').read_text()
+
+    def limit(attribute, value, joint='elbow_joint'):
+        start = urdf.index(f'<joint name="{joint}"')
+        end = urdf.index('</joint>', start)
+        block = re.sub(rf'{attribute}="[^"]*"', f'{attribute}="{value}"', urdf[start:end], 1)
+        return urdf[:start] + block + urdf[end:]
+    texts = {'effort 0.05': limit('effort', '0.05'), 'effort 1e30': limit('effort', '1e30'),
+             'effort 0': limit('effort', '0'), 'velocity 5': limit('velocity', '5'),
+             'lower -1': limit('lower', '-1', 'shoulder_joint'), 'upper 9': limit('upper', '9'),
+             'continuous': limit('type', 'continuous'), 'prismatic': limit('type', 'prismatic'),
+             'renamed joint': urdf.replace('"elbow_joint"', '"elbow"'),
+             'fixed joint': limit('type', 'fixed'), 'effort abc': limit('effort', 'abc'),
+             'not XML': urdf[:200], 'empty': '', 'not a robot': '<model name="x"/>'}
+    for name, text in texts.items():
+        attempt(tally, f'robot_description {name}', lambda t=text: robot_limited_spec(
+            spec, scenario, robot_model(text=t), 'robot_description', 0.01))
+
+
+def params_file_cases(tally, folder):
+    """Params files with a wrong type, range or name, or no params file at all: clear errors."""
+    from maml_robot.ros import launcher
+    from maml_robot.ros.params_file import check_params_file
+    bad = {'adapter_node': ['control_rate_hz: abc', 'control_rate_hz: 25', 'state_timeout: [1]',
+                            "max_param_delta: '1e-3'", 'steps_per_batch: 1.5', 'steps_per_batch: 0',
+                            "adapt: 'true'", 'checkpoint: 123', 'trigger: bogus',
+                            'max_parm_delta: 0.1', 'rate: {limit: 0.1}', 'seed: -1',
+                            'limit_tolerance: .nan', 'robot_description_timeout: -1.0'],
+           'sim_node': ['real_time_factor: fast', 'task_splitt: ood', 'task_index: 1.0']}
+    path = Path(folder) / 'params.yaml'
+    for node, items in bad.items():
+        table = launcher.node_parameters(node)
+        for item in items:
+            path.write_text('/**:\n  ros__parameters:\n    ' + item + '\n')
+            attempt(tally, f'params file {item} ({node})',
+                    lambda t=table, n=node: check_params_file(path, n, t))
+    for content in (b'\xff\xfe\x00 binary', b'a: [1', b'- 1\n', b'/**:\n  x: 1\n'):
+        path.write_bytes(content)
+        attempt(tally, f'params file {content[:12]!r}',
+                lambda: check_params_file(path, 'adapter_node',
+                                          launcher.node_parameters('adapter_node')))
+
+
 def override_cases(tally):
     """Bad ``--set`` items and command-line numbers: each must be a clear error."""
     from maml_robot.commands import arguments
     from maml_robot.ros import launcher
     bad = {'adapter_node': ['control_rate_hz=abc', 'max_parm_delta=1e-3', 'state_timeout=-1',
-                            'state_timeout=nan', 'inner_steps=1.5', 'adapt=maybe',
+                            'state_timeout=nan', 'steps_per_batch=1.5', 'adapt=maybe',
                             'trigger=bogus', 'reward_source=camera', 'seed=-1', '=3', 'x'],
            'sim_node': ['real_time_factor=fast', 'task_splitt=ood', 'task_split=val',
                         'task_index=-1', 'auto_reset=2']}
@@ -138,7 +191,8 @@ class Driver:
         self.context = rclpy.Context()
         rclpy.init(context=self.context, domain_id=domain)
         values = dict(checkpoint=str(checkpoint), adapt=False, ramp_in_steps=0,
-                      fade_in_steps=0, control_rate_hz=RATE_HZ, **params)
+                      fade_in_steps=0, control_rate_hz=RATE_HZ, robot_description_timeout=0.0,
+                      **params)
         self.node = AdapterNode(context=self.context, parameter_overrides=[
             Parameter(k, value=v) for k, v in values.items()])
         self.clock = [1000.0]
@@ -165,7 +219,7 @@ class Driver:
 
 STAMPS = ('wall', 'backwards', 'jitter', 'duplicated', 'future', 'zero', 'frozen')
 VALUES = ('clean', 'position 1e30', 'position -1e30', 'position 50', 'position nan',
-          'velocity inf', 'velocity 1e30', 'duplicate joint', 'missing joint',
+          'velocity inf', 'velocity 1e30', 'velocity 1000', 'duplicate joint', 'missing joint',
           'short position', 'extra joints', 'empty')
 
 
@@ -243,7 +297,7 @@ def param_cases(tally, checkpoint):
     from rclpy.parameter import Parameter
     running = [('control_rate_hz', 5.0), ('trigger', 'bogus'), ('trigger', 'timer'),
                ('checkpoint', '/nonexistent.safetensors'), ('reward_source', 'camera'),
-               ('inner_steps', 7), ('rate_limit', 5.0), ('state_timeout', float('nan')),
+               ('steps_per_batch', 7), ('rate_limit', 5.0), ('state_timeout', float('nan')),
                ('use_sim_time', True)]
     idle = [('checkpoint', '/nonexistent.safetensors'), ('trigger', 'bogus'), ('device', 'gpu')]
     for active, cases in ((True, running), (False, idle)):
@@ -347,7 +401,9 @@ def main(argv=None):
         save_checkpoint(checkpoint, online.fresh_checkpoint(load_scenario('reacher'), seed=0))
         for name, section in (
                 ('checkpoints', lambda t: checkpoint_cases(t, folder)),
+                ('robot descriptions', description_cases),
                 ('overrides and flags', override_cases),
+                ('params files', lambda t: params_file_cases(t, folder)),
                 ('runtime parameters', lambda t: param_cases(t, checkpoint)),
                 ('joint_states streams', lambda t: stream_cases(t, checkpoint, args.seconds,
                                                                 rng)),

@@ -7,6 +7,7 @@ from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
+from launch_ros.parameter_descriptions import ParameterValue
 
 PACKAGE = 'maml_robot'
 
@@ -25,9 +26,15 @@ def generate_launch_description():
                               description='namespace of the adapter (and its topics)'),
         DeclareLaunchArgument('params_file', default_value=adapter_params,
                               description='adapter parameters file'),
+        DeclareLaunchArgument('require_robot_description', default_value='true',
+                              description='refuse to start without the URDF of the robot (the '
+                              'robot_description topic or parameter) to clamp to'),
         Node(package=PACKAGE, executable='adapter_node', name='adapter_node', output='screen',
              namespace=LaunchConfiguration('namespace'),
              parameters=[LaunchConfiguration('params_file'),
                          {'checkpoint': LaunchConfiguration('checkpoint'),
-                          'command_topic': LaunchConfiguration('command_topic')}]),
+                          'command_topic': LaunchConfiguration('command_topic'),
+                          'require_robot_description': ParameterValue(
+                              LaunchConfiguration('require_robot_description'),
+                              value_type=bool)}]),
     ])

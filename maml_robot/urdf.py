@@ -120,13 +120,30 @@ def _parse_link(elem, where):
 def parse_urdf(path):
     """Parse ``path`` into a UrdfModel; raise UrdfError unless it is a single tree."""
     path = Path(path)
-    where = str(path)
     try:
         root_el = ElementTree.parse(path).getroot()
     except FileNotFoundError:
-        raise UrdfError(f'{where}: URDF file not found') from None
+        raise UrdfError(f'{path}: URDF file not found') from None
+    except ElementTree.ParseError as err:
+        raise UrdfError(f'{path}: not well-formed XML ({err})') from None
+    return _model(root_el, path, str(path))
+
+
+def parse_urdf_text(text: str, where: str):
+    """
+    Parse a URDF given as text (``robot_description``) into a UrdfModel.
+
+    ``where`` names its origin in messages (a topic name); the model's ``path`` is it too.
+    """
+    try:
+        root_el = ElementTree.fromstring(text)
     except ElementTree.ParseError as err:
         raise UrdfError(f'{where}: not well-formed XML ({err})') from None
+    return _model(root_el, Path(where), where)
+
+
+def _model(root_el, path, where):
+    """Return the UrdfModel of a parsed <robot> element."""
     if root_el.tag != 'robot':
         raise UrdfError(f'{where}: the root element must be <robot>, got <{root_el.tag}>')
     links = {}

@@ -27,8 +27,11 @@ def run_node(node, args):
     The node's own code when it exits; 128 + N when SIGINT, SIGTERM or SIGHUP (N) stopped
     this command (the signal is forwarded to the node, which is waited for).
     """
-    overrides = launcher.parse_overrides(args.set, launcher.node_parameters(node))
+    from maml_robot.ros.params_file import check_params_files   # imports rclpy: lazily
+    table = launcher.node_parameters(node)
+    overrides = launcher.parse_overrides(args.set, table)
     argv = launcher.node_command(node, args.params_file, overrides)
+    check_params_files(args.params_file or [launcher.default_params_file(node)], node, table)
     with launcher.NodeProcesses(args.domain_id) as procs:
         return procs.supervise(
             {node: argv}, lambda: launcher.exit_code(procs.procs[node].wait()))

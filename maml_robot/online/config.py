@@ -1,11 +1,11 @@
 """Settings, deployment contract and command of the online adapter."""
 
-from dataclasses import dataclass, field
-import math
+from dataclasses import dataclass
 from typing import Callable, Optional
 import warnings
 
 from maml_robot.actuation import Actuation
+from maml_robot.online.settings import check_fields, setting
 import numpy as np
 
 
@@ -24,11 +24,16 @@ ADAPTATIONS = ('pg', 'hill_climb', 'es')
 
 @dataclass
 class OnlineConfig:
-    """Settings of the online adapter (the adapter node's parameters mirror these)."""
+    """
+    Settings of the online adapter; the adapter node declares a ROS parameter for each field.
 
-    adapt: bool = True
+    Each field's docstring is its description, :func:`~maml_robot.online.settings.setting`
+    gives its range and whether it may change while the node runs (``live``).
+    """
+
+    adapt: bool = setting(True, live=True)
     """Adapt online from live rewards; False runs the loaded policy (mean action) unchanged."""
-    adaptation: str = field(default='', metadata={'choices': ('',) + ADAPTATIONS})
+    adaptation: str = setting('', choices=('',) + ADAPTATIONS)
     """Adaptation operator: pg (the meta-learned policy-gradient step, on rollouts of the
     Gaussian policy), hill_climb or es (derivative-free: the policy acts with its mean action,
     candidates are perturbations of the parameters); '' = what the checkpoint was trained for
@@ -36,71 +41,51 @@ class OnlineConfig:
     adaptation_args: str = ''
     """Settings of a derivative-free operator, comma-separated KEY=VALUE (as `maml-robot eval
     --adaptation-args`), e.g. 'sigma=0.01,batch=4,episodes=2'; over the checkpoint's own."""
-    steps_per_batch: int = 1
+    steps_per_batch: int = setting(1, low=1, high=100)
     """pg: inner_step calls per update, all on the same batch of live episodes (unlike
     training's inner_steps, each on fresh rollouts)."""
-    rollouts_per_step: int = 20
+    rollouts_per_step: int = setting(20, low=1, high=1000)
     """Live episodes collected under the current parameters before each update (the shipped
     policies were meta-trained for one step on 20 rollouts)."""
-    episode_steps: int = 0
+    episode_steps: int = setting(0, low=0, high=1000000)
     """Control steps per episode; 0 takes the checkpoint's episode length."""
-    min_episode_steps: int = 0
+    min_episode_steps: int = setting(0, low=0, high=1000000)
     """Shorter episodes (cut by a reset signal) are not learned from; 0 = half an episode."""
-    state_timeout: float = 0.1
+    state_timeout: float = setting(0.1, low=0.001, high=60.0, live=True)
     """Seconds without fresh state before the hold command is sent and adaptation freezes."""
-    max_param_delta: float = 1.0
+    max_param_delta: float = setting(1.0, low=1e-6, high=1e6, live=True)
     """Largest L2 norm of one update over all parameters; a larger step is scaled down to it."""
-    rate_limit: float = 0.0
+    rate_limit: float = setting(0.0, low=0.0, high=2.0, live=True)
     """Largest change of a normalized action per control step; 0 disables the rate limit."""
-    ramp_in_steps: int = 10
+    ramp_in_steps: int = setting(10, low=0, high=100000)
     """Control steps of hold command after start, e-stop release or a sensor outage."""
-    fade_in_steps: int = 25
+    fade_in_steps: int = setting(25, low=0, high=100000)
     """Control steps over which the policy's action is blended in after the ramp-in."""
-    accept_window: int = 0
+    accept_window: int = setting(0, low=0, high=1000)
     """Episodes an adapted policy is evaluated on before it is accepted or rolled back; 0 =
     rollouts_per_step: the episodes the next update needs anyway, so judging costs none."""
-    rollback_margin: float = 0.1
+    rollback_margin: float = setting(0.1, low=0.0, high=10.0, live=True)
     """Roll back when the window return is below the previous one by this fraction of |it|."""
-    divergence_margin: float = 0.5
+    divergence_margin: float = setting(0.5, low=0.0, high=100.0, live=True)
     """Revert to the meta-parameters when the return falls this fraction of |meta| below it."""
-    rollback_z: float = 1.64
+    rollback_z: float = setting(1.64, low=0.0, high=10.0, live=True)
     """A drop also has to exceed this many standard errors of the difference of the two mean
     returns (episode returns vary with the goal and start state); 1.64 keeps the chance of
     rolling back an update that changed nothing near 5 %; 0 judges on the margins alone."""
-    reward_limit: float = 1e6
+    reward_limit: float = setting(1e6, low=1e-6, high=1e300, live=True)
     """Largest plausible |reward| of one step: a larger (or non-finite) reward drops the running
     episode like a broken sensor, so returns, and the references the rollback and divergence
     guards compare with, stay finite and bounded."""
-    synchronous: bool = False
+    synchronous: bool = setting(False, ros=False)
     """Run updates inline in act() (deterministic tests); False runs them on their own thread."""
-    inner_steps: int = field(default=1, metadata={'deprecated': 'steps_per_batch'})
+    inner_steps: int = setting(1, low=1, high=100, ros=False)
     """Deprecated name of steps_per_batch: a value other than 1 is taken as steps_per_batch
     (with a FutureWarning); set steps_per_batch instead."""
 
     def __post_init__(self):
-        """Check every field; the message says which one to change."""
+        """Check every field against its type and range; the message says which to change."""
+        check_fields(self)
         self._take_renamed()
-        if self.adaptation not in ('',) + ADAPTATIONS:
-            raise ValueError(f"adaptation must be one of {ADAPTATIONS} or '' (the "
-                             f"checkpoint's), got {self.adaptation!r}")
-        positive = {'inner_steps': self.inner_steps, 'steps_per_batch': self.steps_per_batch,
-                    'rollouts_per_step': self.rollouts_per_step}
-        for name, value in positive.items():
-            if int(value) != value or value < 1:
-                raise ValueError(f'{name} must be an integer >= 1, got {value!r}')
-        for name in ('episode_steps', 'min_episode_steps', 'ramp_in_steps', 'fade_in_steps',
-                     'accept_window'):
-            value = getattr(self, name)
-            if int(value) != value or value < 0:
-                raise ValueError(f'{name} must be an integer >= 0, got {value!r}')
-        for name in ('state_timeout', 'max_param_delta', 'reward_limit'):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value > 0):
-                raise ValueError(f'{name} must be a finite number > 0, got {value!r}')
-        for name in ('rate_limit', 'rollback_margin', 'divergence_margin', 'rollback_z'):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value >= 0):
-                raise ValueError(f'{name} must be a finite number >= 0, got {value!r}')
 
     def _take_renamed(self):
         """Map the deprecated ``inner_steps`` onto ``steps_per_batch`` (error if both differ)."""
@@ -155,6 +140,10 @@ class AdapterSpec:
     '' runs it)."""
     adaptation_args: Optional[dict] = None
     """That operator's settings stored in the checkpoint ({field: value}); None: its defaults."""
+    velocity_limits: Optional[np.ndarray] = None
+    """(J,) joint speed limits (inf: none); None = not checked."""
+    limits_source: str = ''
+    """Where the limits were read: the robot's URDF (file or topic) or the scenario's."""
 
 
 @dataclass

@@ -5,6 +5,7 @@ from pathlib import Path
 
 from maml_robot.online.adapter import OnlineAdapter
 from maml_robot.online.config import ADAPTATIONS, AdapterSpec, OnlineConfig
+from maml_robot.online.robot_limits import robot_limited_spec
 import numpy as np
 import torch
 
@@ -30,6 +31,13 @@ def resolve_checkpoint(name_or_path: str):
                          f'{list(SHIPPED_MODELS)}, or pass the path of a .safetensors file '
                          f'written by `maml-robot train`')
     return path
+
+
+def check_checkpoint_exists(name) -> None:
+    """Raise ValueError unless ``name`` (None: not given) is a shipped model or a file."""
+    if name is not None and not resolve_checkpoint(name).is_file():
+        raise ValueError(f'checkpoint {name!r}: no such file; give a .safetensors path or a '
+                         'shipped model name (maml_robot/models)')
 
 
 def params_fingerprint(params) -> str:
@@ -136,17 +144,21 @@ def _saver(path, ckpt, fingerprint):
     return persist_fn
 
 
-def load_adapter(checkpoint, config: OnlineConfig, *, persist_path='', seed=0, log=print):
+def load_adapter(checkpoint, config: OnlineConfig, *, persist_path='', seed=0, log=print,
+                 robot=None, robot_source='', limit_tolerance=0.01):
     """
     Load a checkpoint (and resume persisted adapted parameters) into an OnlineAdapter.
 
+    Commands are clamped to the robot's limits: ``robot`` (its UrdfModel, read from
+    ``robot_source``) checked against the checkpoint's scenario within ``limit_tolerance``
+    (relative), or the scenario's own URDF limits when ``robot`` is None.
     Raises ValueError (CheckpointError) with what to change on a bad or mismatched file.
     """
-    from pathlib import Path
     from maml_robot.checkpoint import load_checkpoint
     ckpt = load_checkpoint(resolve_checkpoint(checkpoint))
     scenario = scenario_of(ckpt)
-    spec = spec_from_checkpoint(ckpt, scenario)
+    spec = robot_limited_spec(spec_from_checkpoint(ckpt, scenario), scenario, robot,
+                              robot_source, limit_tolerance)
     fingerprint = params_fingerprint(ckpt.params)
     initial = persist_fn = reference = None
     if persist_path:

@@ -1,10 +1,8 @@
 """adapter_node: lifecycle node that runs a meta-policy and adapts it online (thin over online)."""
 
 import dataclasses
-import math
 import re
 import sys
-import threading
 import time
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -12,69 +10,32 @@ from geometry_msgs.msg import PointStamped
 from maml_robot.online import (load_adapter, MODE_BAD_ACTION, MODE_BAD_OBS, MODE_STALE,
                                OnlineConfig)
 from maml_robot.online.config import command_order
-from maml_robot.online.inputs import check_joint_positions, position_bounds
+from maml_robot.online.diagnostics import adapter_status
+from maml_robot.online.inputs import LiveInputs, PlausibleJoints
+from maml_robot.online.loading import check_checkpoint_exists
+from maml_robot.online.node_config import NodeConfig
+from maml_robot.online.robot_limits import ROBOT_DESCRIPTION_TOPIC, robot_model
+from maml_robot.online.settings import settings_of
 from maml_robot.online.trigger import ACT, DROP, StateTrigger
 from maml_robot.ros import conversions
-from maml_robot.ros.params import check_value, declare_all, find_param, Param, read_all
+from maml_robot.ros.params import check_value, declare_all, find_param, params_from, read_all
 from maml_robot.ros.spin import run_node
 from nav_msgs.msg import Odometry
-import numpy as np
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from rclpy.qos import qos_profile_sensor_data
 from rclpy.validate_topic_name import validate_topic_name
+from rclpy.wait_for_message import wait_for_message
 from sensor_msgs.msg import JointState
-from std_msgs.msg import Empty, Float64, Float64MultiArray
+from std_msgs.msg import Empty, Float64, Float64MultiArray, String
 from std_srvs.srv import SetBool, Trigger
 from trajectory_msgs.msg import JointTrajectory
 
-PARAMETERS = (
-    Param('checkpoint', 'reacher', 'meta-policy: a .safetensors path or a shipped model name'),
-    Param('control_rate_hz', 0.0, 'command rate; 0 = the checkpoint control period', 0.0,
-          1000.0),
-    Param('trigger', 'state', 'state: one command per joint_states message (at most '
-          'control_rate_hz), computed on receipt; timer: a command every control period from '
-          'the latest state', choices=('state', 'timer')),
-    Param('command_topic', '/forward_effort_controller/commands',
-          'std_msgs/Float64MultiArray efforts in checkpoint joint order'),
-    Param('command_joint_order', '', "the controller's joint order, comma-separated (its "
-          "joints parameter); '' = the checkpoint's order (joint names sorted)"),
-    Param('command_type', 'array', 'array: std_msgs/Float64MultiArray (forward_command_'
-          'controller); trajectory: trajectory_msgs/JointTrajectory, one point a period ahead '
-          '(joint_trajectory_controller)', choices=('array', 'trajectory')),
-    Param('reward_source', 'internal', 'internal: compute_reward from observed states; '
-          'topic: std_msgs/Float64 on reward', choices=('internal', 'topic')),
-    Param('adapt', True, 'adapt online from live rewards'),
-    Param('inner_steps', 1, 'inner_step calls per update', 1, 100),
-    Param('rollouts_per_step', 20, 'live episodes per update', 1, 1000),
-    Param('episode_steps', 0, 'control steps per episode; 0 = the checkpoint', 0, 1000000),
-    Param('state_timeout', 0.1, 'seconds of joint_states silence before holding', 0.001, 60.0),
-    Param('max_param_delta', 1.0, 'largest L2 norm of one parameter update', 1e-6, 1e6),
-    Param('rate_limit', 0.0, 'largest normalized action change per step; 0 = off', 0.0, 2.0),
-    Param('ramp_in_steps', 10, 'hold steps after start, e-stop release or outage', 0, 100000),
-    Param('fade_in_steps', 25, 'steps to blend the policy in after the ramp-in', 0, 100000),
-    Param('accept_window', 0, 'episodes to judge an update before accepting it; 0 = '
-          'rollouts_per_step', 0, 1000),
-    Param('rollback_margin', 0.1, 'relative return drop that rolls an update back', 0.0, 10.0),
-    Param('divergence_margin', 0.5, 'relative drop below the meta-policy that reverts to it',
-          0.0, 100.0),
-    Param('rollback_z', 1.64, 'standard errors a drop must also exceed; 0 = margins only',
-          0.0, 10.0),
-    Param('reward_limit', 1e6, 'largest plausible |reward| of a step; beyond: episode dropped',
-          1e-6, 1e300),
-    Param('device', 'cpu', 'torch device of the online policy', choices=('cpu', 'auto')),
-    Param('torch_threads', 1, 'torch intra-op threads', 1, 256),
-    Param('persist_path', '', 'save accepted adapted parameters here; resume on restart'),
-    Param('seed', 0, 'seed of the exploration noise', 0, 2 ** 31 - 1),
-    Param('diagnostics_period', 1.0, 'seconds between /diagnostics messages', 0.01, 3600.0),
-    Param('autostart', False, 'configure and activate at start-up (no lifecycle manager)'),
-)
-CONFIG_FIELDS = ('adapt', 'inner_steps', 'rollouts_per_step', 'episode_steps', 'state_timeout',
-                 'max_param_delta', 'rate_limit', 'ramp_in_steps', 'fade_in_steps',
-                 'accept_window', 'rollback_margin', 'divergence_margin', 'rollback_z',
-                 'reward_limit')
-# applied at once when set while configured; any other change waits for the next configure
-LIVE_FIELDS = ('adapt', 'state_timeout', 'max_param_delta', 'rate_limit', 'rollback_margin',
-               'divergence_margin', 'rollback_z', 'reward_limit')
+PARAMETERS = params_from(NodeConfig) + params_from(OnlineConfig)
+"""The node's parameters: every field of NodeConfig and OnlineConfig (maml_robot/online)."""
+NODE_FIELDS = tuple(p.name for p in params_from(NodeConfig))
+CONFIG_FIELDS = tuple(p.name for p in params_from(OnlineConfig))
+LIVE_FIELDS = tuple(s.name for s in settings_of(OnlineConfig) if s.ros and s.live)
+"""Applied at once when set while configured; any other change waits for the next configure."""
 
 
 class AdapterNode(LifecycleNode):
@@ -87,21 +48,8 @@ class AdapterNode(LifecycleNode):
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.adapter = None
         self._order = None           # command_joint_order as indices (None: checkpoint order)
-        self._timer = None
+        self._timer = self._diag_timer = None
         self._entities = []
-        self._lock = threading.Lock()
-        self._reset_inputs()
-
-    def _reset_inputs(self):
-        self._joints = None          # (position, velocity) in checkpoint order
-        self._joints_time = None     # node-clock seconds at receipt
-        self._joints_wall = None     # perf_counter at receipt (latency)
-        self._goal = None
-        self._odom = None
-        self._rewards = []
-        self._last_reward = None
-        self._episode_reset = False
-        self._published_episodes = 0
         self._last_error = None
         self.latencies = []          # seconds from joint_states receipt to command publish
 
@@ -111,7 +59,7 @@ class AdapterNode(LifecycleNode):
         if self._order is not None:
             command = [command[i] for i in self._order]
             names = [names[i] for i in self._order]
-        if self.values['command_type'] == 'trajectory':
+        if self.settings.command_type == 'trajectory':
             position = self.adapter.spec.actuation is not None \
                 and self.adapter.spec.actuation.is_position
             return conversions.trajectory_msg(names, command, position, self.period)
@@ -119,71 +67,108 @@ class AdapterNode(LifecycleNode):
 
     # ------------------------------------------------------------------------ lifecycle
     def on_configure(self, state) -> TransitionCallbackReturn:
-        """Validate parameters, load the checkpoint and create topics and services."""
+        """Validate parameters, read the robot's limits, load the checkpoint, create topics."""
         try:
-            self.values = values = read_all(self, PARAMETERS)
-            validate_topic_name(values['command_topic'])
+            values = read_all(self, PARAMETERS)
+            self.settings = settings = NodeConfig(**{k: values[k] for k in NODE_FIELDS})
             config = OnlineConfig(**{k: values[k] for k in CONFIG_FIELDS})
+            validate_topic_name(settings.command_topic)
             import torch
-            torch.set_num_threads(values['torch_threads'])
+            torch.set_num_threads(settings.torch_threads)
+            robot, source = self._robot_description(settings)
             self.adapter = load_adapter(
-                values['checkpoint'], config, persist_path=values['persist_path'],
-                seed=values['seed'], log=self.get_logger().warning)
+                settings.checkpoint, config, persist_path=settings.persist_path,
+                seed=settings.seed, log=self.get_logger().warning, robot=robot,
+                robot_source=source, limit_tolerance=settings.limit_tolerance)
             self._order = command_order(self.adapter.spec.joint_names,
-                                        values['command_joint_order'])
+                                        settings.command_joint_order)
+            self.period = self._control_period(settings.control_rate_hz)
         except (ValueError, OSError) as err:
             self.get_logger().error(f'configure failed: {err}')
             self.adapter = None
             return TransitionCallbackReturn.FAILURE
         warm = self.adapter.warm_up()
         spec = self.adapter.spec
-        period = spec.control_period
-        self.period = 1.0 / values['control_rate_hz'] if values['control_rate_hz'] else period
-        if not self.period or self.period <= 0:
-            self.get_logger().error('configure failed: the checkpoint has no control period; '
-                                    'set control_rate_hz')
-            return TransitionCallbackReturn.FAILURE
-        if period and abs(self.period - period) > 1e-6:
-            self.get_logger().warning(f'control period {self.period:.4f}s differs from the '
-                                      f'{period:.4f}s the policy was trained at')
         self._sim_time = bool(self.get_parameter('use_sim_time').value)
         # under use_sim_time the node clock ticks with /clock and may lag a state by a period
-        self._trigger = StateTrigger(self.period, resync_after=values['state_timeout'],
+        self._trigger = StateTrigger(self.period, resync_after=config.state_timeout,
                                      clock_lag=self.period if self._sim_time else 0.0)
-        limits = spec.position_limits
-        self._bounds = None if limits is None else position_bounds(limits)
-        self._create_entities(values)
+        self._plausible = PlausibleJoints(spec)
+        self._create_entities(settings)
         self.get_logger().info(
-            f'loaded {values["checkpoint"]}: joints {list(spec.joint_names)}, '
-            f'{1.0 / self.period:.1f} Hz, reward {values["reward_source"]}, '
-            f'adapt {values["adapt"]}, resumed {self.adapter.stats["resumed"]}, '
+            f'loaded {settings.checkpoint}: joints {list(spec.joint_names)}, limits from '
+            f'{spec.limits_source}, {1.0 / self.period:.1f} Hz, reward {settings.reward_source}, '
+            f'adapt {config.adapt}, resumed {self.adapter.stats["resumed"]}, '
             f'update warm-up {warm * 1e3:.0f} ms')
         return TransitionCallbackReturn.SUCCESS
 
-    def _create_entities(self, values):
-        self._reset_inputs()
+    def _robot_description(self, settings):
+        """
+        Return (the robot's UrdfModel or None, where it was read).
+
+        The ``robot_description`` file when set; else the ``robot_description`` topic, waited
+        for ``robot_description_timeout`` s (transient local: a description published before
+        this node started arrives too). Without one: ValueError if it is required, else None
+        and a warning (the checkpoint's own URDF limits are used).
+        """
+        if settings.robot_description:
+            return robot_model(settings.robot_description), settings.robot_description
+        topic = self.resolve_topic_name(ROBOT_DESCRIPTION_TOPIC)
+        wait = settings.robot_description_timeout
+        if wait > 0:
+            ok, msg = wait_for_message(String, self, ROBOT_DESCRIPTION_TOPIC, time_to_wait=wait,
+                                       qos_profile=conversions.ROBOT_DESCRIPTION_QOS)
+            if ok:
+                return robot_model(text=msg.data, where=topic), topic
+        missing = 'no robot description: robot_description (a URDF file) is not set and ' + (
+            f'nothing arrived on {topic} within robot_description_timeout {wait:g} s' if wait
+            else 'robot_description_timeout is 0 (the topic is not read)')
+        if settings.require_robot_description:
+            raise ValueError(missing + '; start robot_state_publisher, set robot_description, '
+                             'or set require_robot_description false')
+        self.get_logger().warning(missing + ': clamping to the limits of the URDF the '
+                                  'checkpoint was trained with')
+        return None, ''
+
+    def _control_period(self, rate_hz):
+        """Return the command period: 1 / control_rate_hz, else the checkpoint's."""
+        trained = self.adapter.spec.control_period
+        period = 1.0 / rate_hz if rate_hz else trained
+        if not period or period <= 0:
+            raise ValueError('the checkpoint has no control period; set control_rate_hz')
+        if trained and abs(period - trained) > 1e-6:
+            self.get_logger().warning(f'control period {period:.4f}s differs from the '
+                                      f'{trained:.4f}s the policy was trained at')
+        return period
+
+    def _create_entities(self, settings):
+        spec = self.adapter.spec
+        self._inputs = LiveInputs(spec.needs, reward_topic=settings.reward_source == 'topic')
+        self._published_episodes = 0
+        self._last_error = None
+        self.latencies = []
         add = self._entities.append
-        self._state_triggered = values['trigger'] == 'state'
-        if 'goal' in self.adapter.spec.needs:
+        self._state_triggered = settings.trigger == 'state'
+        if 'goal' in spec.needs:
             add(self.create_subscription(PointStamped, 'goal', self._on_goal, 10))
-        if 'odom' in self.adapter.spec.needs:
+        if 'odom' in spec.needs:
             add(self.create_subscription(Odometry, 'odom', self._on_odom,
                                          qos_profile_sensor_data))
-        if values['reward_source'] == 'topic':
+        if settings.reward_source == 'topic':
             add(self.create_subscription(Float64, 'reward', self._on_reward, 10))
-        add(self.create_subscription(Empty, 'episode_start', self._on_episode_start, 10))
+        add(self.create_subscription(Empty, 'episode_start',
+                                     lambda msg: self._inputs.put_episode_start(), 10))
         # created last: when several inputs of one step are ready together, the executor runs
         # the others first, so a state-triggered command sees that step's reward and goal
         add(self.create_subscription(JointState, 'joint_states', self._on_joints,
                                      qos_profile_sensor_data))
-        kind = JointTrajectory if values['command_type'] == 'trajectory' else Float64MultiArray
-        self.command_pub = self.create_publisher(kind, values['command_topic'], 10)
+        kind = JointTrajectory if settings.command_type == 'trajectory' else Float64MultiArray
+        self.command_pub = self.create_publisher(kind, settings.command_topic, 10)
         self.diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
         self.episode_pub = self.create_publisher(Float64MultiArray, '~/episode_return',
                                                  conversions.EPISODE_RETURN_QOS)
-        add(self.command_pub)
-        add(self.diag_pub)
-        add(self.episode_pub)
+        for entity in (self.command_pub, self.diag_pub, self.episode_pub):
+            add(entity)
         add(self.create_service(Trigger, '~/reset_adaptation', self._srv_reset))
         add(self.create_service(SetBool, '~/enable_adaptation', self._srv_enable))
         add(self.create_service(SetBool, '~/estop', self._srv_estop))
@@ -200,9 +185,9 @@ class AdapterNode(LifecycleNode):
         self.adapter.set_estop(self.adapter.estop)   # restart the ramp-in, keep a latched stop
         self._trigger.restart()
         self._timer = self.create_timer(self.period, self._on_timer)
-        self._diag_timer = self.create_timer(self.values['diagnostics_period'],
+        self._diag_timer = self.create_timer(self.settings.diagnostics_period,
                                              self._publish_diagnostics)
-        self.get_logger().info('active: publishing on ' + self.values['command_topic'])
+        self.get_logger().info('active: publishing on ' + self.settings.command_topic)
         return TransitionCallbackReturn.SUCCESS
 
     def on_deactivate(self, state) -> TransitionCallbackReturn:
@@ -226,7 +211,7 @@ class AdapterNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def _stop_timers(self):
-        for timer in (self._timer, getattr(self, '_diag_timer', None)):
+        for timer in (self._timer, self._diag_timer):
             if timer is not None:
                 self.destroy_timer(timer)
         self._timer = self._diag_timer = None
@@ -250,7 +235,7 @@ class AdapterNode(LifecycleNode):
             changes = {p.name: check_value(find_param(PARAMETERS, p.name), p.value)
                        for p in params}
             if self.adapter is None:
-                check_unconfigured_change(changes)
+                check_checkpoint_exists(changes.get('checkpoint'))
             else:
                 self._apply_live(changes)
         except ValueError as err:
@@ -270,7 +255,6 @@ class AdapterNode(LifecycleNode):
         if 'adapt' in changes:
             self.adapter.set_adaptation(config.adapt)
         self._trigger.resync_after = config.state_timeout
-        self.values.update(changes)
         self.get_logger().info(f'parameters changed: {changes}')
 
     # --------------------------------------------------------------------------- inputs
@@ -284,19 +268,16 @@ class AdapterNode(LifecycleNode):
     def _on_joints(self, msg):
         try:
             joints = conversions.joint_arrays(msg, self.adapter.spec.joint_names)
-            check_joint_positions(joints[0], self.adapter.spec.joint_names, self._bounds)
+            self._plausible.check(*joints)
         except ValueError as err:
             self._log_input_error(f'bad joint_states: {err}')
             joints = None
         stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
-        with self._lock:     # with a reward topic: act once this step's reward is in too
-            waiting = self.values['reward_source'] == 'topic' and not self._rewards
-        decision = self._trigger.on_state(stamp, self._monotonic(), reward_ready=not waiting)
+        decision = self._trigger.on_state(stamp, self._monotonic(),
+                                          reward_ready=not self._inputs.waiting_for_reward())
         if decision == DROP:
             return          # out of order or a repeated stamp: counted in /diagnostics
-        with self._lock:
-            self._joints, self._joints_time = joints, self._now()
-            self._joints_wall = time.perf_counter()
+        self._inputs.put_joints(joints, self._now(), time.perf_counter())
         if decision == ACT and self._state_triggered and self._timer is not None:
             self._control_step()
 
@@ -310,8 +291,7 @@ class AdapterNode(LifecycleNode):
             self.get_logger().error(text, throttle_duration_sec=1.0)
 
     def _on_goal(self, msg):
-        with self._lock:
-            self._goal = conversions.point_array(msg)
+        self._inputs.put_goal(conversions.point_array(msg))
 
     def _on_odom(self, msg):
         try:
@@ -319,38 +299,13 @@ class AdapterNode(LifecycleNode):
         except ValueError as err:
             self._log_input_error(f'bad odom: {err}')
             fields = None
-        with self._lock:
-            self._odom = fields
+        self._inputs.put_odom(fields)
 
     def _on_reward(self, msg):
-        with self._lock:
-            self._rewards.append(float(msg.data))
+        self._inputs.put_reward(msg.data)
         if self._trigger.on_reward(self._monotonic()) and self._state_triggered \
                 and self._timer is not None:
             self._control_step()     # the state came first: its command goes out now
-
-    def _on_episode_start(self, msg):
-        with self._lock:
-            self._episode_reset = True
-
-    def _take_inputs(self):
-        """Return (RobotState or None, age, reward or None) and clear the per-step inputs."""
-        from maml_robot.observation import RobotState
-        with self._lock:
-            joints, stamp, goal, odom = self._joints, self._joints_time, self._goal, self._odom
-            rewards, self._rewards = self._rewards, []
-            reset, self._episode_reset = self._episode_reset, False
-            wall = self._joints_wall
-        if rewards:
-            self._last_reward = float(np.mean(rewards))
-        reward = self._last_reward if self.values['reward_source'] == 'topic' else None
-        needs = self.adapter.spec.needs
-        if joints is None or ('goal' in needs and goal is None) or (
-                'odom' in needs and odom is None):
-            return None, math.inf, reward, reset, wall
-        state = RobotState(joint_position=joints[0], joint_velocity=joints[1], goal=goal,
-                           **(odom or {}))
-        return state, self._now() - stamp, reward, reset, wall
 
     # ------------------------------------------------------------------------- control
     def _on_timer(self):
@@ -363,14 +318,15 @@ class AdapterNode(LifecycleNode):
             self._control_step()
 
     def _control_step(self):
-        state, age, reward, reset, wall = self._take_inputs()
-        cmd = self.adapter.act(state, age, reward, episode_start=reset)
+        step = self._inputs.take(self._now())
+        cmd = self.adapter.act(step.state, step.age, step.reward,
+                               episode_start=step.episode_start)
         self.command_pub.publish(self._command_msg(cmd.effort))
-        if wall is not None and cmd.mode != MODE_STALE:
-            self.latencies.append(time.perf_counter() - wall)
+        if step.received is not None and cmd.mode != MODE_STALE:
+            self.latencies.append(time.perf_counter() - step.received)
             del self.latencies[:-2000]
         if cmd.mode in (MODE_STALE, MODE_BAD_OBS, MODE_BAD_ACTION):
-            self.get_logger().warning(f'holding: {cmd.mode} (state age {age:.3f}s)',
+            self.get_logger().warning(f'holding: {cmd.mode} (state age {step.age:.3f}s)',
                                       throttle_duration_sec=1.0)
         self._publish_episodes()
 
@@ -386,23 +342,12 @@ class AdapterNode(LifecycleNode):
                                    f'after {adaptations} adaptations, {steps} steps')
 
     def _publish_diagnostics(self):
-        stats = dict(self.adapter.stats)
-        timer_only = ('commands', 'decimated')   # in timer mode states trigger no command
-        stats.update({f'trigger_{k}': v for k, v in
-                      dataclasses.asdict(self._trigger.stats).items()
-                      if self._state_triggered or k not in timer_only})
-        lat = np.asarray(self.latencies[-500:]) * 1e3
-        status = DiagnosticStatus(name='maml_robot/adapter', hardware_id='adapter_node')
-        status.level = DiagnosticStatus.OK
-        status.message = 'adapting' if self.adapter.adapt_enabled else 'adaptation disabled'
-        if self.adapter.estop:
-            status.level, status.message = DiagnosticStatus.WARN, 'e-stop engaged'
-        elif self.adapter.frozen:
-            status.level, status.message = DiagnosticStatus.WARN, 'stale state: holding'
-        stats['latency_p50_ms'] = float(np.percentile(lat, 50)) if lat.size else math.nan
-        stats['latency_p99_ms'] = float(np.percentile(lat, 99)) if lat.size else math.nan
-        stats['latency_max_ms'] = float(lat.max()) if lat.size else math.nan
-        status.values = [KeyValue(key=k, value=str(v)) for k, v in stats.items()]
+        warn, message, values = adapter_status(self.adapter, self._trigger.stats,
+                                               self._state_triggered, self.latencies)
+        status = DiagnosticStatus(name='maml_robot/adapter', hardware_id='adapter_node',
+                                  message=message, level=DiagnosticStatus.WARN if warn
+                                  else DiagnosticStatus.OK)
+        status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
         msg = DiagnosticArray(status=[status])
         msg.header.stamp = self.get_clock().now().to_msg()
         self.diag_pub.publish(msg)
@@ -431,15 +376,6 @@ class AdapterNode(LifecycleNode):
         return response
 
 
-def check_unconfigured_change(changes):
-    """Refuse a change that would fail the next configure (a checkpoint file that is missing)."""
-    from maml_robot.online import resolve_checkpoint
-    name = changes.get('checkpoint')
-    if name is not None and not resolve_checkpoint(name).is_file():
-        raise ValueError(f'checkpoint {name!r}: no such file; give a .safetensors path or a '
-                         'shipped model name (maml_robot/models)')
-
-
 def _autostart(node):
     """Configure and activate at start-up when ``autostart`` is set; 1 if configure failed."""
     if node.get_parameter('autostart').value:
@@ -457,7 +393,8 @@ def _persist(node):
 
 def main(args=None):
     """Run the adapter node until shutdown; autostart configures and activates it."""
-    return run_node('adapter_node', AdapterNode, args, start=_autostart, stop=_persist)
+    return run_node('adapter_node', AdapterNode, args, start=_autostart, stop=_persist,
+                    parameters=PARAMETERS)
 
 
 if __name__ == '__main__':

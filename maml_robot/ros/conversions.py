@@ -14,6 +14,10 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 # after the first episodes ended still gets every episode, in order).
 EPISODE_RETURN_QOS = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE,
                                 durability=DurabilityPolicy.TRANSIENT_LOCAL)
+# robot_state_publisher's robot_description: one latched message, so a node that starts later
+# still gets it.
+ROBOT_DESCRIPTION_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                                   durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
 def joint_arrays(msg: JointState, joint_names) -> tuple:

@@ -5,6 +5,7 @@ import difflib
 import math
 from typing import Any, Optional
 
+from maml_robot.online.settings import settings_of
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.exceptions import ParameterException
 
@@ -21,19 +22,35 @@ class Param:
     choices: Optional[tuple] = None
 
 
+def params_from(settings_class) -> tuple:
+    """
+    Return the Param table of a settings dataclass (``OnlineConfig``, ``NodeConfig``).
+
+    Every field not marked ``setting(..., ros=False)``, with its default, its docstring as
+    the description, and its range and choices: a new field is a new parameter.
+    """
+    return tuple(Param(s.name, s.default, s.description, s.low, s.high, s.choices)
+                 for s in settings_of(settings_class) if s.ros)
+
+
 def descriptor(param: Param) -> ParameterDescriptor:
     """Build the ROS ParameterDescriptor: description, constraints and range."""
     desc = ParameterDescriptor(description=param.description)
     if param.choices:
         desc.additional_constraints = 'one of: ' + ', '.join(param.choices)
-    if param.low is not None and isinstance(param.default, bool):
+    if (param.low is not None or param.high is not None) and isinstance(param.default, bool):
         raise TypeError(f'{param.name}: a bool parameter cannot have a range')
-    if param.low is not None and isinstance(param.default, int):
-        desc.integer_range = [IntegerRange(from_value=int(param.low), to_value=int(param.high),
-                                           step=1)]
-    elif param.low is not None:
-        desc.floating_point_range = [FloatingPointRange(from_value=float(param.low),
-                                                        to_value=float(param.high), step=0.0)]
+    if param.low is None and param.high is None:
+        return desc
+    low = -math.inf if param.low is None else param.low
+    high = math.inf if param.high is None else param.high
+    if isinstance(param.default, int):
+        big = 2 ** 63 - 1
+        desc.integer_range = [IntegerRange(from_value=int(max(low, -big)),
+                                           to_value=int(min(high, big)), step=1)]
+    else:
+        desc.floating_point_range = [FloatingPointRange(from_value=float(low),
+                                                        to_value=float(high), step=0.0)]
     return desc
 
 
@@ -48,10 +65,7 @@ def declare_all(node, table) -> None:
         try:
             node.declare_parameter(param.name, param.default, descriptor(param))
         except ParameterException as err:
-            expected = type(param.default).__name__
-            if param.low is not None:
-                expected += f' in [{param.low}, {param.high}]'
-            raise ValueError(f'parameter {param.name!r}: {err}; expected {expected} '
+            raise ValueError(f'parameter {param.name!r}: {err}; expected {expected_text(param)} '
                              f'(default {param.default!r})') from err
 
 
@@ -73,10 +87,10 @@ ROS_PARAMETERS = (Param('use_sim_time', False, 'follow /clock (declared by every
 def expected_text(param: Param) -> str:
     """Return what a parameter accepts, for error messages: 'float in [0.0, 1.0]'."""
     text = type(param.default).__name__
-    if param.low is not None:
+    if param.low is not None or param.high is not None:
         text += f' in [{param.low}, {param.high}]'
     if param.choices:
-        text += ' (one of ' + ', '.join(param.choices) + ')'
+        text += ' (one of ' + ', '.join(c if c else "''" for c in param.choices) + ')'
     return text
 
 
@@ -86,9 +100,10 @@ def check_value(param: Param, value):
     ok = isinstance(value, kind) and (kind is bool) == isinstance(value, bool)
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value, ok = float(value), True
-    if ok and kind in (int, float) and param.low is not None:
+    if ok and kind in (int, float):
         ok = not (isinstance(value, float) and math.isnan(value)) \
-            and param.low <= value <= param.high
+            and (param.low is None or value >= param.low) \
+            and (param.high is None or value <= param.high)
     if ok and param.choices:
         ok = value in param.choices
     if not ok:
@@ -97,11 +112,18 @@ def check_value(param: Param, value):
     return value
 
 
+RENAMED = {'inner_steps': 'steps_per_batch'}
+"""Old parameter names and their new ones (an old params file gets told what to write)."""
+
+
 def find_param(table, name: str) -> Param:
     """Return the parameter ``name`` of ``table``; ValueError with the closest known names."""
     known = {p.name: p for p in tuple(table) + ROS_PARAMETERS}
     if name in known:
         return known[name]
+    if RENAMED.get(name) in known:
+        raise ValueError(f'parameter {name!r} was renamed {RENAMED[name]!r}: write '
+                         f'{RENAMED[name]} instead (same meaning, same value)')
     close = difflib.get_close_matches(name, known, n=3)
     hint = f'did you mean {", ".join(close)}? ' if close else ''
     raise ValueError(f'unknown parameter {name!r}; {hint}known: {", ".join(sorted(known))}')

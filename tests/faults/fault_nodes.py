@@ -34,8 +34,9 @@ class InProcessAdapter:
         from maml_robot.ros.adapter_node import AdapterNode
         self.context = rclpy.Context()
         rclpy.init(context=self.context, domain_id=domain_id())
+        # no DDS traffic: no robot_description topic to wait for (the trained limits apply)
         values = {'checkpoint': str(checkpoint), 'adapt': False, 'ramp_in_steps': 0,
-                  'fade_in_steps': 0}
+                  'fade_in_steps': 0, 'robot_description_timeout': 0.0}
         values.update(params)
         self.node = AdapterNode(context=self.context, parameter_overrides=[
             Parameter(k, value=v) for k, v in values.items()])

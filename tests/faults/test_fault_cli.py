@@ -43,7 +43,7 @@ def test_set_values_are_parsed_as_ros_parses_them():
                             'expected float in'),
     ('max_param_delta=-1', "parameter 'max_param_delta'"),
     ('state_timeout=nan', "parameter 'state_timeout'"),
-    ('inner_steps=1.5', "parameter 'inner_steps'.*expected int"),
+    ('steps_per_batch=1.5', "parameter 'steps_per_batch'.*expected int"),
     ('adapt=maybe', "parameter 'adapt'.*expected bool"),
     ('trigger=bogus', "parameter 'trigger'.*one of state, timer"),
     ('max_parm_delta=0.1', "unknown parameter 'max_parm_delta'; did you mean max_param_delta"),

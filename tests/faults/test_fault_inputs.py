@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import time
 
 from fault_nodes import fresh_checkpoint, InProcessAdapter
 from maml_robot import online
@@ -69,6 +70,8 @@ def test_joint_positions_beyond_limits_are_refused():
 @pytest.mark.parametrize('kw', [
     {'pos': (1e30, -0.4)},
     {'pos': (0.3, -50.0)},
+    {'vel': (1000.0, 0.2)},      # 50 x the reacher's 20 rad/s URDF velocity limit
+    {'vel': (0.1, -1e30)},
     {'names': ('elbow_joint', 'shoulder_joint', 'elbow_joint'), 'pos': (0.3, -0.4, 2.0),
      'vel': (0.1, 0.2, 0.0)}])
 def test_node_holds_on_implausible_joint_states(tmp_path, kw):
@@ -87,6 +90,27 @@ def test_node_holds_on_implausible_joint_states(tmp_path, kw):
         held = adapter.commands[count:]
         assert held and all(not any(c) for c in held), f'commands {held} from {kw}'
         error = adapter.node._last_error
-        assert error.startswith('bad joint_states') and ('outside' in error or 'times' in error)
+        assert error.startswith('bad joint_states')
+        assert any(word in error for word in ('outside', 'times', 'beyond the plausible speed'))
+    finally:
+        adapter.close()
+
+
+def test_a_velocity_fault_is_logged_at_once_then_throttled(tmp_path, capfd):
+    adapter = InProcessAdapter(fresh_checkpoint(tmp_path / 'c.safetensors'),
+                               control_rate_hz=25.0)
+    try:
+        adapter.start()
+        capfd.readouterr()
+        started = time.monotonic()
+        for i in range(40):
+            adapter.clock[0] += 0.04
+            adapter.send(100.0 + 0.04 * i, vel=(0.1, 500.0 + i))
+        elapsed = time.monotonic() - started
+        lines = [line for line in capfd.readouterr().err.splitlines()
+                 if 'bad joint_states' in line]
+        assert adapter.commands and all(not any(c) for c in adapter.commands)
+        assert 1 <= len(lines) <= 1 + int(elapsed) + 1, lines
+        assert "joint 'shoulder_joint' velocity 500 is beyond the plausible speed 201" in lines[0]
     finally:
         adapter.close()

@@ -1,0 +1,30 @@
+"""What the adapter node reports on /diagnostics: its status and counters (no ROS)."""
+
+import dataclasses
+import math
+
+import numpy as np
+
+TIMER_ONLY = ('commands', 'decimated')
+"""Trigger counters that mean nothing with ``trigger: timer`` (states trigger no command)."""
+
+
+def adapter_status(adapter, trigger_stats, state_triggered: bool, latencies) -> tuple:
+    """
+    Return (warn, message, values) of the adapter's diagnostic status.
+
+    :param trigger_stats: the StateTrigger's TriggerStats.
+    :param latencies: seconds from joint_states receipt to command publish (the last 500 count).
+    :returns: warn: True when holding (e-stop, stale state); values: ``{key: value}``.
+    """
+    values = dict(adapter.stats)
+    values.update({f'trigger_{k}': v for k, v in dataclasses.asdict(trigger_stats).items()
+                   if state_triggered or k not in TIMER_ONLY})
+    lat = np.asarray(latencies[-500:], dtype=np.float64) * 1e3
+    for name, q in (('p50', 50), ('p99', 99), ('max', 100)):
+        values[f'latency_{name}_ms'] = float(np.percentile(lat, q)) if lat.size else math.nan
+    if adapter.estop:
+        return True, 'e-stop engaged', values
+    if adapter.frozen:
+        return True, 'stale state: holding', values
+    return False, 'adapting' if adapter.adapt_enabled else 'adaptation disabled', values

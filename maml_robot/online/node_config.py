@@ -1,0 +1,61 @@
+"""Settings of the adapter node around the OnlineAdapter: what it runs, where commands go."""
+
+from dataclasses import dataclass
+
+from maml_robot.online.settings import check_fields, setting
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """
+    The adapter node's own settings; with ``OnlineConfig``'s they are its ROS parameters.
+
+    None of these can change while the node is configured: set them, then configure again.
+    """
+
+    checkpoint: str = setting('reacher')
+    """Meta-policy: a .safetensors path or a shipped model name (maml_robot/models)."""
+    control_rate_hz: float = setting(0.0, low=0.0, high=1000.0)
+    """Command rate; 0 = the control period the checkpoint was trained at."""
+    trigger: str = setting('state', choices=('state', 'timer'))
+    """state: one command per joint_states message (at most control_rate_hz), computed on
+    receipt; timer: a command every control period from the latest state."""
+    command_topic: str = setting('/forward_effort_controller/commands')
+    """Where commands go (std_msgs/Float64MultiArray, or JointTrajectory with command_type
+    trajectory)."""
+    command_joint_order: str = setting('')
+    """The controller's joint order, comma-separated (its joints parameter); '' = the
+    checkpoint's order (joint names sorted)."""
+    command_type: str = setting('array', choices=('array', 'trajectory'))
+    """array: std_msgs/Float64MultiArray (forward_command_controller); trajectory:
+    trajectory_msgs/JointTrajectory, one point a period ahead (joint_trajectory_controller)."""
+    reward_source: str = setting('internal', choices=('internal', 'topic'))
+    """internal: compute_reward from observed states; topic: std_msgs/Float64 on reward."""
+    robot_description: str = setting('')
+    """The robot's URDF file; '' = read the robot_description topic (std_msgs/String,
+    transient local, as robot_state_publisher publishes it)."""
+    robot_description_timeout: float = setting(2.0, low=0.0, high=600.0)
+    """Seconds configure waits for the robot_description topic (when robot_description is '');
+    0 = do not read the topic."""
+    require_robot_description: bool = setting(False)
+    """True: configure fails without a robot description (file or topic); False: it then
+    clamps to the limits of the URDF the checkpoint was trained with, and warns."""
+    limit_tolerance: float = setting(0.01, low=0.0, high=1.0)
+    """Largest relative difference between the robot's limits (effort, position, velocity) and
+    the ones the checkpoint was trained with; beyond it configure fails, naming the joint."""
+    device: str = setting('cpu', choices=('cpu', 'auto'))
+    """Torch device of the online policy (it is tiny: CPU is fastest)."""
+    torch_threads: int = setting(1, low=1, high=256)
+    """Torch intra-op threads."""
+    persist_path: str = setting('')
+    """Save accepted adapted parameters here and resume from them on restart; '' = off."""
+    seed: int = setting(0, low=0, high=2 ** 31 - 1)
+    """Seed of the exploration noise."""
+    diagnostics_period: float = setting(1.0, low=0.01, high=3600.0)
+    """Seconds between /diagnostics messages."""
+    autostart: bool = setting(False)
+    """Configure and activate at start-up (no lifecycle manager)."""
+
+    def __post_init__(self):
+        """Check every field against its type, range and choices."""
+        check_fields(self)

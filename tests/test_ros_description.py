@@ -1,0 +1,101 @@
+"""adapter_node takes the robot's limits from /robot_description over real DDS (issue 18)."""
+
+import itertools
+import os
+import re
+import time
+
+from maml_robot.paths import data_path
+from maml_robot.ros.conversions import ROBOT_DESCRIPTION_QOS
+from maml_robot.ros.launcher import NodeProcesses
+import numpy as np
+import pytest
+from std_msgs.msg import String
+from test_robot_limits import edit
+from test_ros_nodes import adapter_argv, checkpoint, Probe, read_log  # noqa: F401 - fixture
+
+_COUNTER = itertools.count()
+REACHER = data_path('urdf', 'reacher.urdf').read_text()
+
+
+def domain_id():
+    """Return a ROS_DOMAIN_ID of these tests (220..231; test_ros_nodes uses 120..219)."""
+    return 220 + (os.getpid() * 11 + next(_COUNTER)) % 12
+
+
+def publish_description(probe, text):
+    """Publish ``text`` on /robot_description as robot_state_publisher does (latched)."""
+    pub = probe.node.create_publisher(String, '/robot_description', ROBOT_DESCRIPTION_QOS)
+    pub.publish(String(data=text))
+    return pub
+
+
+def test_commands_are_clamped_to_the_published_urdf(checkpoint, tmp_path):  # noqa: F811
+    """The description is published BEFORE the node starts; transient local brings it."""
+    domain = domain_id()
+    probe = Probe(domain)
+    # 0.5 % below the reacher's 0.1 N·m: within limit_tolerance, so the robot's limit rules
+    text = edit(REACHER, 'elbow_joint', 'effort', '0.0995')
+    try:
+        publish_description(probe, text)
+        time.sleep(0.5)
+        with NodeProcesses(domain, log_dir=tmp_path) as procs:
+            procs.start('adapter', adapter_argv(checkpoint, adapt=True,
+                                                robot_description_timeout=20.0))
+            probe.wait_commands(5, timeout=40.0)
+            commands = np.asarray(probe.stream(2.0))       # (N, 2) elbow, shoulder
+            procs.check_alive()
+        log = read_log(tmp_path, 'adapter')
+        assert 'limits from /robot_description' in log, log
+        assert len(commands) > 50
+        # exploring actions saturate: the elbow stops at the robot's 0.0995, the shoulder at 0.1
+        assert np.max(np.abs(commands[:, 0])) == pytest.approx(0.0995, abs=1e-12)
+        assert np.max(np.abs(commands[:, 1])) == pytest.approx(0.1, abs=1e-12)
+    finally:
+        probe.close()
+
+
+def test_a_published_urdf_with_other_limits_fails_configure(checkpoint, tmp_path):  # noqa: F811
+    domain = domain_id()
+    probe = Probe(domain)
+    try:
+        publish_description(probe, edit(REACHER, 'elbow_joint', 'effort', '0.05'))
+        time.sleep(0.5)
+        with NodeProcesses(domain, log_dir=tmp_path) as procs:
+            proc = procs.start('adapter', adapter_argv(checkpoint,
+                                                       robot_description_timeout=20.0))
+            assert proc.wait(60) == 1
+        assert not probe.commands
+        log = read_log(tmp_path, 'adapter')
+        assert 'configure failed: the robot description (/robot_description) does not match' \
+            in log
+        assert "joint 'elbow_joint' effort limit 0.05 on the robot, 0.1 in training" in log
+    finally:
+        probe.close()
+
+
+@pytest.mark.parametrize('required', [True, False])
+def test_without_a_description_the_node_refuses_or_warns(checkpoint, tmp_path,  # noqa: F811
+                                                         required):
+    domain = domain_id()
+    probe = Probe(domain)
+    try:
+        with NodeProcesses(domain, log_dir=tmp_path) as procs:
+            proc = procs.start('adapter', adapter_argv(
+                checkpoint, robot_description_timeout=0.5, require_robot_description=required))
+            if required:
+                assert proc.wait(60) == 1
+            else:
+                probe.wait_commands(5, timeout=40.0)
+                procs.check_alive()
+        log = read_log(tmp_path, 'adapter')
+        assert 'nothing arrived on /robot_description within robot_description_timeout 0.5 s' \
+            in log
+        if required:
+            assert 'configure failed' in log and 'require_robot_description false' in log
+            assert not probe.commands
+        else:
+            assert 'clamping to the limits of the URDF the checkpoint was trained with' in log
+            assert re.search(r'limits from \S*/reacher\.urdf', log)
+    finally:
+        probe.close()
