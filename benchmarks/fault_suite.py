@@ -138,7 +138,8 @@ def params_file_cases(tally, folder):
     from maml_robot.ros import launcher
     from maml_robot.ros.params_file import check_params_file
     bad = {'adapter_node': ['control_rate_hz: abc', 'control_rate_hz: 25', 'state_timeout: [1]',
-                            "max_param_delta: '1e-3'", 'steps_per_batch: 1.5', 'steps_per_batch: 0',
+                            "max_param_delta: '1e-3'", 'steps_per_batch: 1.5',
+                            'steps_per_batch: 0',
                             "adapt: 'true'", 'checkpoint: 123', 'trigger: bogus',
                             'max_parm_delta: 0.1', 'rate: {limit: 0.1}', 'seed: -1',
                             'limit_tolerance: .nan', 'robot_description_timeout: -1.0'],

@@ -26,8 +26,8 @@ def test_a_new_field_becomes_a_parameter_with_its_docstring_and_range():
     ranged = descriptor(table['window_seconds']).floating_point_range[0]
     assert (ranged.from_value, ranged.to_value) == (0.5, 10.0)
     # Python-only: synchronous, and the old name inner_steps (a params file is told to rename)
-    assert set(table) == {f.name for f in fields(ExtendedConfig)} - {'synchronous',
-                                                                      'inner_steps'}
+    python_only = {'synchronous', 'inner_steps'}
+    assert set(table) == {f.name for f in fields(ExtendedConfig)} - python_only
     with pytest.raises(ValueError, match=r'window_seconds must be float in \[0.5, 10.0\], '
                                          'got 11.0'):
         ExtendedConfig(window_seconds=11.0)

@@ -91,8 +91,10 @@ def test_good_files_pass_and_sections_for_other_nodes_are_left_alone(tmp_path):
                     'control_rate_hz: 25.0\n    use_sim_time: true\n    checkpoint: "123"\n')
     assert check_params_file(path, 'adapter_node', adapter_node.PARAMETERS) == 3
     nested = tmp_path / 'nested.yaml'
-    nested.write_text('robot1:\n  adapter_node:\n    ros__parameters:\n      steps_per_batch: two\n')
-    with pytest.raises(ValueError, match="robot1/adapter_node: steps_per_batch: 'two' is a string"):
+    nested.write_text('robot1:\n  adapter_node:\n    ros__parameters:\n'
+                      '      steps_per_batch: two\n')
+    with pytest.raises(ValueError,
+                       match="robot1/adapter_node: steps_per_batch: 'two' is a string"):
         check_params_file(nested, 'adapter_node', adapter_node.PARAMETERS)
 
 
