@@ -1,4 +1,4 @@
-"""The simulator's layers each on its own: PyBullet client, robot, a Task's dynamics/sensor model."""
+"""The simulator's layers each on its own: PyBullet client, robot, a Task's model."""
 
 import math
 
