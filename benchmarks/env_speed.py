@@ -20,7 +20,7 @@ import time
 
 from maml_robot.envs import MetaRobotEnv
 from maml_robot.scenario import load_scenario
-from maml_robot.sim.world import _quiet_stdout
+from maml_robot.sim.client import quiet_stdout
 import numpy as np
 import pybullet
 
@@ -66,7 +66,7 @@ def raw_rate(name, steps, with_torque):
     if sc.ground:
         shape = pybullet.createCollisionShape(pybullet.GEOM_PLANE, physicsClientId=cid)
         pybullet.createMultiBody(0, shape, physicsClientId=cid)
-    with _quiet_stdout():
+    with quiet_stdout():
         body = pybullet.loadURDF(str(sc.urdf_path), basePosition=sc.base_position,
                                  useFixedBase=sc.base_fixed,
                                  flags=pybullet.URDF_USE_INERTIA_FROM_FILE, physicsClientId=cid)

@@ -10,7 +10,7 @@ import functools
 import math
 import operator
 
-from maml_robot.scenario import OBSERVATION_TERMS
+from maml_robot.observation_terms import FIELD_VARIABLES, observation_term, OBSERVATION_TERMS
 import numpy as np
 
 
@@ -112,48 +112,12 @@ def _check_state(scenario, state):
         raise ValueError(f'RobotState has {len(q)} joint positions and {len(qd)} velocities; '
                          f'scenario {scenario.name!r} expects {scenario.act_dim} (check the '
                          'joint count and order)')
-    sizes = {'goal': 3 if _spatial(scenario) else 2, 'base_position': 3, 'base_orientation': 4,
-             'base_linear_velocity': 3, 'base_angular_velocity': 3}
     for term in scenario.observation:
-        for field in _TERM_FIELDS.get(term, ()):
+        for field, size in OBSERVATION_TERMS[term].needs:
             value = _vec(getattr(state, field), term)
-            if len(value) < sizes[field]:
+            if len(value) < size:
                 raise ValueError(f'observation term {term!r} needs RobotState.{field} with at '
-                                 f'least {sizes[field]} numbers, got {len(value)}')
-
-
-# RobotState fields (besides the joints) each observation term reads
-_TERM_FIELDS = {'fingertip_to_goal': ('goal',), 'goal_position': ('goal',),
-                'goal_position_3d': ('goal',), 'ee_to_goal': ('goal',),
-                'base_height': ('base_position',), 'base_pitch': ('base_orientation',),
-                'base_orientation': ('base_orientation',),
-                'base_planar_velocity': ('base_linear_velocity', 'base_angular_velocity'),
-                'base_linear_velocity': ('base_linear_velocity',),
-                'base_angular_velocity': ('base_angular_velocity',)}
-_FIELD_VARIABLE = {'goal': 'g', 'base_position': 'p', 'base_orientation': 'o',
-                   'base_linear_velocity': 'v', 'base_angular_velocity': 'w'}
-
-
-def _term_expressions(term, j):
-    """Return the Python expressions of one observation term's entries (see _observer)."""
-    q, qd = [f'q{i}' for i in range(j)], [f'd{i}' for i in range(j)]
-    return {
-        'joint_position': q,
-        'joint_position_cos_sin': [f'_cos({v})' for v in q] + [f'_sin({v})' for v in q],
-        'joint_velocity': qd,
-        'fingertip_position': ['tx', 'ty'],
-        'goal_position': ['g[0]', 'g[1]'],
-        'fingertip_to_goal': ['g[0] - tx', 'g[1] - ty'],
-        'ee_position': ['ex', 'ey', 'ez'],
-        'goal_position_3d': ['g[0]', 'g[1]', 'g[2]'],
-        'ee_to_goal': ['g[0] - ex', 'g[1] - ey', 'g[2] - ez'],
-        'base_height': ['p[2]'],
-        'base_pitch': ['_base_pitch(o)'],
-        'base_orientation': ['o[0]', 'o[1]', 'o[2]', 'o[3]'],
-        'base_planar_velocity': ['v[0]', 'v[2]', 'w[1]'],
-        'base_linear_velocity': ['v[0]', 'v[1]', 'v[2]'],
-        'base_angular_velocity': ['w[0]', 'w[1]', 'w[2]'],
-    }[term]
+                                 f'least {size} numbers, got {len(value)}')
 
 
 @functools.lru_cache(maxsize=None)
@@ -168,11 +132,8 @@ def _observer(scenario):
     that says what to change.
     """
     j = scenario.act_dim
-    unknown = [t for t in scenario.observation if t not in OBSERVATION_TERMS]
-    if unknown:
-        raise ValueError(f'unknown observation term {unknown[0]!r}; known: '
-                         f'{sorted(OBSERVATION_TERMS)}')
-    entries = [e for t in scenario.observation for e in _term_expressions(t, j)]
+    terms = [observation_term(t) for t in scenario.observation]   # unknown: names the known
+    entries = [e for t in terms for e in t.expressions(scenario.joint_names)]
     if len(entries) != scenario.obs_dim:
         raise ValueError(f'observation has shape ({len(entries)},); scenario {scenario.name!r} '
                          f'expects ({scenario.obs_dim},)')
@@ -185,14 +146,15 @@ def _observer(scenario):
                   f'        {var} = _vec({var}, {field!r})',
                   f'    {"".join(f"{var}{i}, " for i in range(j))}= {var}']
     read = set()
-    for term in scenario.observation:
-        for field in [f for f in _TERM_FIELDS.get(term, ()) if f not in read]:
+    for term in terms:
+        for field in [f for f in term.fields() if f not in read]:
             read.add(field)
-            var = _FIELD_VARIABLE[field]
+            var = FIELD_VARIABLES[field]
             lines += [f'    {var} = state.{field}',
                       f'    if type({var}) is not list:',
-                      f'        {var} = _vec({var}, {term!r})']
-    if {'fingertip_position', 'fingertip_to_goal'} & set(scenario.observation):
+                      f'        {var} = _vec({var}, {term.name!r})']
+    tips = {t.kinematics for t in terms if t.tip}
+    if 'planar_chain' in tips:
         x0, y0, links = _chain(scenario)   # as _tip_xy: the same operations in the same order
         names.update(_x0=x0, _y0=y0)
         lines += ['    a = 0.0', '    tx, ty = _x0, _y0']
@@ -200,7 +162,7 @@ def _observer(scenario):
             names[f'_l{k}'] = length
             lines += [f'    a += q{index}', f'    tx += _l{k} * _cos(a)',
                       f'    ty += _l{k} * _sin(a)']
-    if {'ee_position', 'ee_to_goal'} & set(scenario.observation):
+    if 'urdf' in tips:
         names['_fk'] = scenario.kinematics['chain'].fk_list   # base_link frame
         lines.append('    ex, ey, ez = _fk(q)')
     lines.append(f'    return _array([{", ".join(entries)}], _float32)')
@@ -210,25 +172,8 @@ def _observer(scenario):
 
 def observation_layout(scenario):
     """Return one name per observation entry, e.g. 'joint_velocity[elbow_joint]'."""
-    names = scenario.joint_names
-    per_term = {
-        'joint_position': [f'joint_position[{n}]' for n in names],
-        'joint_position_cos_sin': [f'cos[{n}]' for n in names] + [f'sin[{n}]' for n in names],
-        'joint_velocity': [f'joint_velocity[{n}]' for n in names],
-        'fingertip_position': ['fingertip.x', 'fingertip.y'],
-        'goal_position': ['goal.x', 'goal.y'],
-        'fingertip_to_goal': ['goal_minus_fingertip.x', 'goal_minus_fingertip.y'],
-        'ee_position': ['ee.x', 'ee.y', 'ee.z'],
-        'goal_position_3d': ['goal.x', 'goal.y', 'goal.z'],
-        'ee_to_goal': ['goal_minus_ee.x', 'goal_minus_ee.y', 'goal_minus_ee.z'],
-        'base_height': ['base.z'],
-        'base_pitch': ['base.pitch'],
-        'base_orientation': ['base.qx', 'base.qy', 'base.qz', 'base.qw'],
-        'base_planar_velocity': ['base.vx', 'base.vz', 'base.wy'],
-        'base_linear_velocity': ['base.vx', 'base.vy', 'base.vz'],
-        'base_angular_velocity': ['base.wx', 'base.wy', 'base.wz'],
-    }
-    return [entry for t in scenario.observation for entry in per_term[t]]
+    return [name for t in scenario.observation
+            for name in observation_term(t).layout(scenario.joint_names)]
 
 
 def is_terminated(scenario, state):

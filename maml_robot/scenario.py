@@ -7,36 +7,19 @@ import math
 from pathlib import Path
 
 from maml_robot.actuation import Actuation
+from maml_robot.observation_terms import (observation_size, OBSERVATION_TERMS, PLANAR_TERMS,
+                                          SPATIAL_TERMS)
 from maml_robot.paths import data_path, urdf_candidates
 from maml_robot.scenario_control import CONTROL_KEYS, control_section
 # MAX_SPLIT_SIZE, ScenarioWarning and SplitSpec are part of this module's interface too
 from maml_robot.scenario_dynamics import (dynamics_section, MAX_SPLIT_SIZE,  # noqa: F401
                                           ScenarioWarning, SplitSpec)
-from maml_robot.scenario_kinematics import (goal_section, kinematics_section, PLANAR_TERMS,
-                                            SPATIAL_TERMS)
+from maml_robot.scenario_kinematics import goal_section, kinematics_section
 from maml_robot.urdf import parse_urdf, UrdfError
 import numpy as np
 import yaml
 
 SHIPPED = ('reacher', 'cheetah', 'quadruped', 'a1_walk', 'kuka_reach')
-# Observation terms and their size (J = number of controlled joints).
-OBSERVATION_TERMS = {
-    'joint_position': lambda j: j,
-    'joint_position_cos_sin': lambda j: 2 * j,
-    'joint_velocity': lambda j: j,
-    'fingertip_position': lambda j: 2,
-    'goal_position': lambda j: 2,
-    'fingertip_to_goal': lambda j: 2,
-    'ee_position': lambda j: 3,
-    'goal_position_3d': lambda j: 3,
-    'ee_to_goal': lambda j: 3,
-    'base_height': lambda j: 1,
-    'base_pitch': lambda j: 1,
-    'base_orientation': lambda j: 4,
-    'base_planar_velocity': lambda j: 3,
-    'base_linear_velocity': lambda j: 3,
-    'base_angular_velocity': lambda j: 3,
-}
 REWARD_TERMS = ('goal_distance', 'control', 'forward_velocity', 'alive')
 TOP_KEYS = ('name', 'description', 'urdf', 'joints', 'control', 'sim', 'base', 'episode_steps',
             'initial_state', 'goal', 'kinematics', 'observation', 'reward', 'termination',
@@ -103,8 +86,7 @@ class Scenario:
         j = len(self.joint_names)
         object.__setattr__(self, 'control_period', self.sim_timestep * self.frame_skip)
         object.__setattr__(self, 'act_dim', j)
-        object.__setattr__(self, 'obs_dim',
-                           sum(OBSERVATION_TERMS[t](j) for t in self.observation))
+        object.__setattr__(self, 'obs_dim', observation_size(self.observation, self.joint_names))
 
     @property
     def dynamics(self):

@@ -9,13 +9,11 @@ raises the ScenarioError that names the file and key.
 """
 
 from maml_robot.kinematics import Chain, KinematicsError, region_probe_points
+from maml_robot.observation_terms import PLANAR_TERMS, SPATIAL_TERMS
 import numpy as np
 
 PROBES = {'box': 'its 3x3x3 grid of corners, edge and face midpoints and centre',
           'shell': '26 directions (axes, face and space diagonals) at both radii'}
-# Observation terms that need a planar chain, and those of a URDF (3-D) chain.
-PLANAR_TERMS = ('fingertip_position', 'goal_position', 'fingertip_to_goal')
-SPATIAL_TERMS = ('ee_position', 'goal_position_3d', 'ee_to_goal')
 _REACH_CACHE = {}   # (chain signature, region, start) -> unreachable probe points
 
 

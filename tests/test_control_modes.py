@@ -220,7 +220,7 @@ def test_uncontrolled_joints_lock_or_move_freely(tmp_path):
             cid, body = world.client_id, world.body_id
             others = [i for i in range(pybullet.getNumJoints(body, physicsClientId=cid))
                       if pybullet.getJointInfo(body, i, physicsClientId=cid)[2]
-                      != pybullet.JOINT_FIXED and i not in world._joints]
+                      != pybullet.JOINT_FIXED and i not in world.robot.joints]
             assert len(others) == 9
             start = [min(max(0.0, info[8]), info[9]) for info in (  # the load pose, in limits
                 pybullet.getJointInfo(body, i, physicsClientId=cid) for i in others)]
@@ -273,11 +273,11 @@ def test_position_mode_reference_controllers_fit_the_robot():
 
 def test_the_sims_float_pd_loop_is_the_actuation_law():
     """World's plain-float PD loop (fast path) computes exactly what Actuation specifies."""
-    from maml_robot.sim.world import _PositionLoop
+    from maml_robot.sim.robot import PositionLoop
     rng = np.random.default_rng(3)
     for name in (A1, 'kuka_reach'):
         act = load_scenario(name).actuation
-        loop = _PositionLoop(act)
+        loop = PositionLoop(act)
         for _ in range(20):
             action = rng.uniform(-1, 1, act.action_scale.shape)
             q = act.default_position + rng.normal(0, 0.5, action.shape)

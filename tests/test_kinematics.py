@@ -231,7 +231,7 @@ def test_kuka_episode_observes_and_rewards_the_3d_tip():
         ee = [layout.index(f'ee.{a}') for a in 'xyz']
         goal_at = [layout.index(f'goal.{a}') for a in 'xyz']
         to_goal = [layout.index(f'goal_minus_ee.{a}') for a in 'xyz']
-        tip_link = world._link_index['lbr_iiwa_link_7']
+        tip_link = world.robot.link_index['lbr_iiwa_link_7']
         obs, _ = env.reset(seed=3, options={'task': Task()})   # nominal: measured = true
         rng = np.random.default_rng(3)
         steps = 0

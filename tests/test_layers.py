@@ -25,7 +25,7 @@ LAYERS = (
               'maml_robot.atomic', 'maml_robot.settings')),
     ('scenario', ('maml_robot.scenario', 'maml_robot.scenario_kinematics',
                   'maml_robot.scenario_control', 'maml_robot.scenario_dynamics',
-                  'maml_robot.dynamics',
+                  'maml_robot.dynamics', 'maml_robot.observation_terms',
                   'maml_robot.observation')),
     ('sim/env', ('maml_robot.sim', 'maml_robot.envs')),
     ('sampler backends', ('maml_robot.sampling',)),

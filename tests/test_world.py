@@ -23,7 +23,7 @@ def _rest(world, task=None):
     world.set_task(task)
     world.reset(np.random.default_rng(0))
     cid, body = world.client_id, world.body_id
-    for index, q in zip(world._joints, world.scenario.initial_joint_position):
+    for index, q in zip(world.robot.joints, world.scenario.initial_joint_position):
         pybullet.resetJointState(body, index, q, 0.0, physicsClientId=cid)
     world._read()
 
@@ -86,7 +86,7 @@ def test_forward_kinematics_match_pybullet(reacher):
     cid, body = reacher.client_id, reacher.body_id
     for _ in range(5):
         q = rng.uniform(-2.5, 2.5, 2)
-        for index, value in zip(reacher._joints, q):
+        for index, value in zip(reacher.robot.joints, q):
             pybullet.resetJointState(body, index, value, 0.0, physicsClientId=cid)
         tip = reacher.link_position('fingertip')
         assert np.allclose(fingertip_position(reacher.scenario, q), tip, atol=1e-6)
@@ -130,7 +130,7 @@ def test_mass_payload_and_damping(reacher):
     loaded = _velocity_after(reacher, [0.05, 0.0], Task(payload=0.1, damping_scale=1e-9))
     assert 0 < loaded[0] < 0.8 * elbow[0]
     cid, body = reacher.client_id, reacher.body_id
-    tip = reacher._link_index['fingertip']
+    tip = reacher.robot.link_index['fingertip']
     assert pybullet.getDynamicsInfo(body, tip, physicsClientId=cid)[0] == pytest.approx(0.12)
     # Tasks do not accumulate: back to nominal restores the masses.
     reacher.set_task(None)
@@ -139,7 +139,7 @@ def test_mass_payload_and_damping(reacher):
     speeds = []
     for scale in (0.5, 4.0):
         _rest(reacher, Task(damping_scale=scale))
-        pybullet.resetJointState(body, reacher._joints[1], 0.0, 5.0, physicsClientId=cid)
+        pybullet.resetJointState(body, reacher.robot.joints[1], 0.0, 5.0, physicsClientId=cid)
         for _ in range(10):
             reacher.apply_action([0.0, 0.0])
             reacher.step()

@@ -3,6 +3,7 @@
 import math
 from pathlib import Path
 
+from maml_robot.observation_terms import BASE_TERMS, GOAL_TERMS as GOAL_OBSERVATIONS
 from maml_robot.online.adapter import OnlineAdapter
 from maml_robot.online.config import ADAPTATIONS, AdapterSpec, OnlineConfig
 from maml_robot.online.robot_limits import robot_limited_spec
@@ -10,8 +11,7 @@ import numpy as np
 import torch
 
 
-GOAL_TERMS = ('goal_position', 'fingertip_to_goal', 'goal_position_3d', 'ee_to_goal',
-              'goal_distance')
+GOAL_TERMS = GOAL_OBSERVATIONS + ('goal_distance',)   # observation and reward terms
 MODELS_DIR = Path(__file__).resolve().parent.parent / 'models'
 SHIPPED_MODELS = tuple(sorted(p.stem for p in MODELS_DIR.glob('*.safetensors')))
 """Names of the meta-policies shipped in maml_robot/models/ (one NAME.safetensors each)."""
@@ -113,7 +113,7 @@ def spec_from_checkpoint(ckpt, scenario) -> AdapterSpec:
     adaptation, adaptation_args = checkpoint_adaptation(ckpt)
     terms = set(scenario.observation) | set(scenario.reward)
     needs = tuple(n for n, used in (('goal', terms & set(GOAL_TERMS)),
-                                    ('odom', any(t.startswith('base_') for t in terms)
+                                    ('odom', terms & set(BASE_TERMS)
                                      or 'forward_velocity' in terms)) if used)
     return AdapterSpec(
         joint_names=tuple(scenario.joint_names),
