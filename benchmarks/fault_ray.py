@@ -3,9 +3,12 @@ The fault suite's 'Ray cluster' section: a real 2-node Ray cluster on this host,
 
 Each case starts a head and a worker node with ``ray start`` (1 CPU each, no dashboard), runs
 ``maml-robot train --backend ray`` on it (reacher, 2 workers: one actor per node), breaks the
-cluster once a few iterations are done, and records how the run ends: exit code, seconds from
-the fault to the exit, a clear message or a traceback, and whether the completed iterations
-were saved (then ``--resume`` must continue them). Run it alone with::
+cluster once a few iterations are done (head node killed, its GCS killed, the worker node
+killed with no spare CPU for its actor; also the GCS of a private Ray instance, and a driver
+without ``RAY_AUTH_MODE`` against a token cluster), and records how the run ends: exit code,
+seconds from the fault to the save and to the exit, a clear message or a traceback, and
+whether the completed iterations were saved (then ``--resume`` must continue them). Run it
+alone with::
 
     PYTHONPATH=. .venv/bin/python benchmarks/fault_suite.py --only ray
 """
@@ -28,7 +31,7 @@ LIMIT_S = 150.0
 KILL_AFTER = 3
 """Completed iterations before the fault (the regular save is every 10: none of them saved)."""
 TRAIN = ['--scenario', 'reacher', '--workers', '2', '--tasks', '2', '--rollouts', '2',
-         '--horizon', '20', '--iterations', '40', '--device', 'cpu', '--no-progress',
+         '--horizon', '20', '--iterations', '400', '--device', 'cpu', '--no-progress',
          '--backend', 'ray']
 
 
@@ -45,6 +48,7 @@ class Cluster:
             s.bind(('127.0.0.1', 0))
             self.port = s.getsockname()[1]
         self.address = f'127.0.0.1:{self.port}'
+        self.driver = None  # the training process, set by train()
         ray = str(Path(sys.executable).with_name('ray'))
         common = ['--block', '--num-cpus=1', '--disable-usage-stats',
                   '--node-ip-address=127.0.0.1']
@@ -77,6 +81,25 @@ class Cluster:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+class PrivateRay:
+    """No cluster: ``maml-robot train`` starts a private Ray instance (its GCS is a child)."""
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix='rf', dir='/tmp')
+        self.env = {**os.environ, **RAY_ENV, 'RAY_TMPDIR': self.dir, 'RAY_AUTH_MODE': 'disabled',
+                    'HOME': self.dir}
+        self.address = None
+        self.driver = None  # the training process, set by train()
+
+    def close(self):
+        """Kill what is left of the training process group; remove the temporary folder."""
+        try:
+            os.killpg(self.driver.pid, signal.SIGKILL)
+        except (AttributeError, ProcessLookupError):
+            pass
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
 def completed(out: Path) -> int:
     """Return the iterations logged in ``out``/progress.csv."""
     try:
@@ -95,26 +118,37 @@ def saved(out: Path):
         return None
 
 
+def saved_after(out: Path, wall0: float):
+    """Return the seconds from ``wall0`` to the last write of the resume state (or None)."""
+    try:
+        return (out / 'resume.safetensors').stat().st_mtime - wall0
+    except FileNotFoundError:
+        return None
+
+
 def train(cluster, out, extra=(), env=None):
     """Start ``maml-robot train`` on ``cluster``; return the process (output in out.log)."""
-    cmd = [sys.executable, '-m', 'maml_robot.cli', 'train', '--out', str(out),
-           '--ray-address', cluster.address, *TRAIN, *extra]
+    where = [] if cluster.address is None else ['--ray-address', cluster.address]
+    cmd = [sys.executable, '-m', 'maml_robot.cli', 'train', '--out', str(out), *where, *TRAIN,
+           *extra]
     log = open(f'{out}.log', 'w')
-    return subprocess.Popen(cmd, env=env or cluster.env, stdout=log, stderr=subprocess.STDOUT)
+    cluster.driver = subprocess.Popen(cmd, env=env or cluster.env, stdout=log,
+                                      stderr=subprocess.STDOUT, start_new_session=True)
+    return cluster.driver
 
 
-def break_and_watch(what, fault, extra=()):
+def break_and_watch(what, fault, extra=(), private=False):
     """Run one case: train, wait for KILL_AFTER iterations, call ``fault``; return a record."""
     work = Path(tempfile.mkdtemp(prefix='rayfault'))
     out = work / 'run'
-    cluster = Cluster()
+    cluster = PrivateRay() if private else Cluster()
     proc = None
     try:
         proc = train(cluster, out, extra)
         while completed(out) < KILL_AFTER and proc.poll() is None:
             time.sleep(0.2)
         done_before = completed(out)
-        t0 = time.monotonic()
+        t0, wall0 = time.monotonic(), time.time()
         fault(cluster)
         try:
             rc = proc.wait(timeout=LIMIT_S)
@@ -123,6 +157,7 @@ def break_and_watch(what, fault, extra=()):
         seconds = time.monotonic() - t0
         record = {'case': what, 'rc': rc, 'seconds': seconds, 'completed': completed(out),
                   'completed_before': done_before, 'saved': saved(out),
+                  'saved_after': saved_after(out, wall0),
                   'log': Path(f'{out}.log').read_text(errors='replace')}
     finally:
         if proc is not None and proc.poll() is None:
@@ -155,6 +190,14 @@ def kill_gcs(cluster):
         os.kill(pid, signal.SIGKILL)
 
 
+def kill_private_gcs(cluster):
+    """SIGKILL the GCS server of the private Ray instance of the training process."""
+    found = subprocess.run(['pgrep', '-g', str(cluster.driver.pid), '-f', 'gcs_server'],
+                           capture_output=True, text=True).stdout.split()
+    for pid in found:
+        os.kill(int(pid), signal.SIGKILL)
+
+
 def kill_worker_node(cluster):
     """SIGKILL the worker node: its actor is lost and the head has no spare CPU for it."""
     os.killpg(cluster.worker.pid, signal.SIGKILL)
@@ -176,7 +219,7 @@ def auth_case():
             rc = None
         record = {'case': 'driver without RAY_AUTH_MODE, token cluster', 'rc': rc,
                   'seconds': time.monotonic() - t0, 'completed': 0, 'completed_before': 0,
-                  'saved': None, 'resumed': None,
+                  'saved': None, 'saved_after': None, 'resumed': None,
                   'log': Path(f'{out}.log').read_text(errors='replace')}
     finally:
         cluster.close()
@@ -190,6 +233,8 @@ def ray_cases(tally):
     records = [
         break_and_watch('head node killed', kill_head),
         break_and_watch('GCS killed', kill_gcs),
+        break_and_watch('GCS of a private Ray instance killed', kill_private_gcs,
+                        private=True),
         break_and_watch('worker node lost, no spare CPU', kill_worker_node,
                         ('--worker-start-timeout', '20')),
         auth_case()]
@@ -210,6 +255,7 @@ def ray_cases(tally):
                                f"{r['saved']}")
         tail = ' | '.join(line for line in log.splitlines()
                           if 'error' in line.lower() or 'waiting' in line)[-400:]
+        at = '-' if r['saved_after'] is None else f"{r['saved_after']:.1f}"
         tally.ray_rows.append(
-            f"| {r['case']} | {r['rc']} | {r['seconds']:.1f} | {r['completed_before']} -> "
-            f"{r['completed']} | {r['saved']} | {r['resumed']} | {tail} |")
+            f"| {r['case']} | {r['rc']} | {at} | {r['seconds']:.1f} | {r['completed_before']} "
+            f"-> {r['completed']} | {r['saved']} | {r['resumed']} | {tail} |")

@@ -334,11 +334,12 @@ def report(rows, args, seconds):
     ray_rows = [r for _, t in rows for r in t.ray_rows]
     if ray_rows:
         lines += ['', '## Ray cluster', '', 'A 2-node cluster on this host (benchmarks/'
-                  'fault_ray.py); seconds from the fault to the exit of `maml-robot train`; '
-                  'iterations done before the fault -> at the exit; the iteration saved in '
-                  'resume.safetensors; the iteration reached by `--resume` one further.', '',
-                  '| case | exit | s | iterations | saved | resumed to | messages |',
-                  '|---|---:|---:|---|---:|---:|---|'] + ray_rows
+                  'fault_ray.py): exit code; seconds from the fault to the last save of '
+                  'resume.safetensors and to the exit of `maml-robot train`; iterations done '
+                  'before the fault -> at the exit; the iteration saved in resume.safetensors; '
+                  'the iteration reached by `--resume` one further (local backend).', '',
+                  '| case | exit | s to save | s to exit | iterations | saved | resumed to | '
+                  'messages |', '|---|---:|---:|---:|---|---:|---:|---|'] + ray_rows
     return '\n'.join(lines) + '\n'
 
 

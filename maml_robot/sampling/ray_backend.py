@@ -351,7 +351,7 @@ class RayBackend(WorkerBackend):
         try:
             if self._watch is not None:
                 self._watch.check()
-            probe_nodes(self._ray, self.probe_timeout)
+            probe_nodes(self._ray, self.probe_timeout, self._watch)
         except ClusterLost:
             self._lost = True
             raise

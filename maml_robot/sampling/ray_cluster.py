@@ -154,8 +154,13 @@ class ClusterWatch:
         self._stop.set()
 
 
-def probe_nodes(ray, timeout: float) -> None:
-    """Raise ClusterLost when the cluster does not say within ``timeout`` s that a node lives."""
+def probe_nodes(ray, timeout: float, watch=None) -> None:
+    """
+    Raise ClusterLost when the cluster does not say within ``timeout`` s that a node lives.
+
+    With a ``watch``, it is checked every second meanwhile: a head already silent for its
+    timeout ends the wait at once (the probe would only wait for it).
+    """
     result = {}
 
     def probe():
@@ -166,7 +171,11 @@ def probe_nodes(ray, timeout: float) -> None:
 
     thread = threading.Thread(target=probe, name='ray-cluster-probe', daemon=True)
     thread.start()
-    thread.join(timeout)
+    deadline = time.monotonic() + timeout
+    while thread.is_alive() and time.monotonic() < deadline:
+        thread.join(min(WATCH_INTERVAL, max(0.0, deadline - time.monotonic())))
+        if watch is not None:
+            watch.check()
     if 'nodes' not in result:
         why = result.get('error', f'no answer within {timeout:.0f} s')
         raise ClusterLost(f'the Ray cluster does not answer ({why}); the worker actors are '

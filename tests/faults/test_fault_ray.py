@@ -119,12 +119,13 @@ def _params(path):
     return load_checkpoint(path).params
 
 
+BROKEN_PIPE = OSError('Broken pipe')
+"""What ray.wait raised in the tester's run when the head died: Ray's ``check_status`` turns an
+IO status of its core worker into ``IOError(message)``, a plain OSError (no ConnectionError)."""
 REAL_FAULTS = {
     # what Ray 2.60 raised in the tester's runs, and what its API documents for a lost cluster
-    'broken pipe (head killed)': {'get': BrokenPipeError(32, 'Broken pipe'),
-                                  'wait': BrokenPipeError(32, 'Broken pipe')},
-    'slow reply, then broken pipe in ray.wait': {
-        'get': 'GetTimeoutError', 'wait': BrokenPipeError(32, 'Broken pipe')},
+    'broken pipe (head killed)': {'get': BROKEN_PIPE, 'wait': BROKEN_PIPE},
+    'slow reply, then broken pipe in ray.wait': {'get': 'GetTimeoutError', 'wait': BROKEN_PIPE},
     'connection reset': {'get': ConnectionResetError(104, 'Connection reset by peer'),
                          'wait': ConnectionResetError(104, 'Connection reset by peer')},
     'RaySystemError': {'get': 'RaySystemError', 'wait': 'RaySystemError'},
@@ -168,8 +169,7 @@ def test_resume_after_a_lost_cluster_equals_an_uninterrupted_run(ray_cluster, tm
     reference = _trainer(tmp_path / 'reference')
     reference.run()
     trainer = _trainer(tmp_path / 'run', RayBackend(2, num_cpus_per_worker=0))
-    faulty = _inject(monkeypatch, ray_cluster, trainer, wait=BrokenPipeError(32, 'Broken pipe'),
-                     get=BrokenPipeError(32, 'Broken pipe'))
+    faulty = _inject(monkeypatch, ray_cluster, trainer, wait=BROKEN_PIPE, get=BROKEN_PIPE)
     try:
         with pytest.raises(ClusterLost):
             trainer.run()
@@ -182,6 +182,20 @@ def test_resume_after_a_lost_cluster_equals_an_uninterrupted_run(ray_cluster, tm
     want, got = _params(tmp_path / 'reference' / 'latest.safetensors'), _params(
         tmp_path / 'run' / 'latest.safetensors')
     assert all(torch.equal(want[k], got[k]) for k in want)
+
+
+def test_any_other_error_still_saves_the_last_iteration(ray_cluster, tmp_path, monkeypatch):
+    """An error that is no sign of a lost cluster passes through unchanged, after the save."""
+    trainer = _trainer(tmp_path / 'run', RayBackend(2, num_cpus_per_worker=0))
+    faulty = _inject(monkeypatch, ray_cluster, trainer,
+                     get=ValueError('ray.get: an unexpected object ref'))
+    try:
+        with pytest.raises(ValueError, match='unexpected object ref'):
+            trainer.run()
+    finally:
+        _kill_all(ray_cluster, faulty.actors)
+    _, info = load_train_state(tmp_path / 'run' / 'resume.safetensors')
+    assert info['iteration'] == LOST_AT  # before the fix: only SamplerError was saved
 
 
 def test_a_slow_reply_is_not_a_lost_cluster(ray_cluster, tmp_path, monkeypatch):
