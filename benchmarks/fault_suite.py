@@ -8,10 +8,11 @@ driven in process on a fake monotonic clock), and absurd rewards into the online
 counts the inputs tried, the clear errors (a ValueError with a message, or a refused parameter
 change), tracebacks (any other exception), hangs (a case over ``HANG_SECONDS``), commands
 beyond the scenario's effort limits, commands above the control rate (more than rate + 2 in a
-1 s window) and non-finite commands. Run:
+1 s window), non-finite commands, and runs that lost completed work. The 'ray' section
+(benchmarks/fault_ray.py) breaks a real 2-node Ray cluster under ``maml-robot train``. Run:
 
     PYTHONPATH=. .venv/bin/python benchmarks/fault_suite.py [--seed 0] [--seconds 3] \
-        [--out benchmarks/results/fault_suite.md]
+        [--only SECTION] [--out benchmarks/results/fault_suite.md]
 """
 
 import argparse
@@ -25,9 +26,11 @@ import threading
 import time
 import traceback
 
+from fault_ray import ray_cases
 import numpy as np
 
 HANG_SECONDS = 60.0
+SECTIONS = ('checkpoints', 'overrides', 'runtime', 'joint_states', 'rewards', 'ray')
 RATE_HZ = 25.0
 STATE_HZ = 1000
 
@@ -45,7 +48,11 @@ class Tally:
     over_limits: int = 0
     above_rate: int = 0
     non_finite: int = 0
+    lost: int = 0
+    """Runs that ended without saving work they had completed (iterations, result files)."""
     notes: list = dataclasses.field(default_factory=list)
+    ray_rows: list = dataclasses.field(default_factory=list)
+    """Markdown rows of the Ray cluster cases (benchmarks/fault_ray.py)."""
 
 
 def attempt(tally, what, fn, bad=True):
@@ -357,7 +364,7 @@ def reward_cases(tally, rng):
 def report(rows, args, seconds):
     """Return the markdown report."""
     cols = ('inputs', 'clear_errors', 'tracebacks', 'hangs', 'accepted_bad', 'commands',
-            'over_limits', 'above_rate', 'non_finite')
+            'over_limits', 'above_rate', 'non_finite', 'lost')
     lines = ['# Fault suite (issue 18)', '',
              f'`PYTHONPATH=. .venv/bin/python benchmarks/fault_suite.py --seed {args.seed} '
              f'--seconds {args.seconds}` on {datetime.date.today()}, {seconds:.0f} s. '
@@ -379,6 +386,15 @@ def report(rows, args, seconds):
     notes = [n for _, t in rows for n in t.notes]
     lines += ['', 'Notes:' if notes else 'No notes: every bad input was refused or held.', '']
     lines += [f'- {n}' for n in notes[:50]]
+    ray_rows = [r for _, t in rows for r in t.ray_rows]
+    if ray_rows:
+        lines += ['', '## Ray cluster', '', 'A 2-node cluster on this host (benchmarks/'
+                  'fault_ray.py): exit code; seconds from the fault to the last save of '
+                  'resume.safetensors and to the exit of `maml-robot train`; iterations done '
+                  'before the fault -> at the exit; the iteration saved in resume.safetensors; '
+                  'the iteration reached by `--resume` one further (local backend).', '',
+                  '| case | exit | s to save | s to exit | iterations | saved | resumed to | '
+                  'messages |', '|---|---:|---:|---:|---|---:|---:|---|'] + ray_rows
     return '\n'.join(lines) + '\n'
 
 
@@ -388,6 +404,8 @@ def main(argv=None):
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--seconds', type=float, default=3.0, help='fake seconds per stream')
     parser.add_argument('--out', default=None, help='write the markdown report here')
+    parser.add_argument('--only', default=None, choices=SECTIONS,
+                        help='run one section (ray: the Ray cluster, minutes)')
     args = parser.parse_args(argv)
     import torch
     torch.set_num_threads(1)
@@ -408,7 +426,10 @@ def main(argv=None):
                 ('runtime parameters', lambda t: param_cases(t, checkpoint)),
                 ('joint_states streams', lambda t: stream_cases(t, checkpoint, args.seconds,
                                                                 rng)),
-                ('rewards', lambda t: reward_cases(t, rng))):
+                ('rewards', lambda t: reward_cases(t, rng)),
+                ('ray cluster', ray_cases)):
+            if args.only is not None and not name.startswith(args.only):
+                continue
             tally = Tally()
             section(tally)
             rows.append((name, tally))

@@ -8,7 +8,7 @@ import sys
 
 from maml_robot.commands.arguments import positive_int
 from maml_robot.sampler import SamplerError
-from maml_robot.sampling.ray_backend import add_backend_arguments, make_backend
+from maml_robot.sampling.backend_choice import add_backend_arguments, make_backend
 from maml_robot.settings import add_flags, flag_values
 from maml_robot.stop_signals import STOP_SIGNALS, stop_signals_raise, StopRequested  # noqa: F401
 from maml_robot.train_config import default_config_path, load_train_config, TrainConfig
@@ -87,7 +87,8 @@ def run(args) -> int:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) - config.workers))
     torch.manual_seed(config.seed)  # only the CLI seeds globally (nothing should rely on it)
     backend = make_backend(args.backend, config.workers, ray_address=args.ray_address,
-                           step_timeout=config.step_timeout)
+                           step_timeout=config.step_timeout,
+                           start_timeout=args.worker_start_timeout)
     trainer = Trainer(config, args.out, resume=args.resume, progress=not args.no_progress,
                       backend=backend)
     try:

@@ -208,7 +208,11 @@ class Trainer:
         return row
 
     def run(self) -> dict:
-        """Train until ``config.iterations``; return the last log row (empty if none ran)."""
+        """
+        Train until ``config.iterations``; return the last log row (empty if none ran).
+
+        On any error or interrupt the state of the last completed iteration is saved first.
+        """
         from torch.utils.tensorboard import SummaryWriter
         from tqdm import tqdm
         cfg = self.config
@@ -235,11 +239,12 @@ class Trainer:
                     self._save(snapshot)
                 bar.update(1)
                 bar.set_postfix(pre=f'{row["pre_return"]:.2f}', post=f'{row["post_return"]:.2f}')
-        except (KeyboardInterrupt, SamplerError, FloatingPointError) as err:
+        except (KeyboardInterrupt, Exception) as err:  # any error: keep what was computed
             self._save(snapshot)
             what = ('interrupted' if isinstance(err, KeyboardInterrupt) else
                     'sampling failed' if isinstance(err, SamplerError) else
-                    'the meta-step diverged')
+                    'the meta-step diverged' if isinstance(err, FloatingPointError) else
+                    f'stopped by {type(err).__name__}')
             bar.write(f'{what}: saved the state after {snapshot["info"]["iteration"]} completed '
                       f'iterations in {self.out}; continue with --resume')
             raise

@@ -1,142 +1,27 @@
 """Rollout workers as Ray actors: the sampler's worker pool spread over a Ray cluster."""
 
 import logging
-import os
-import threading
 import time
-import traceback
 from typing import Any, Callable, Sequence
 
-from maml_robot.sampling.backend import (EnvSpaces, SamplerError, split_envs, split_job,
-                                         StepResult, WorkerBackend, WorkerCrashed, WorkerFailure)
+from maml_robot.sampling.backend import (EnvSpaces, split_envs, split_job, StepResult,
+                                         WorkerBackend, WorkerCrashed, WorkerFailure)
+from maml_robot.sampling.backend_choice import (add_backend_arguments,  # noqa: F401
+                                                BACKENDS, make_backend)
+from maml_robot.sampling.ray_actor import actor_class, EnvActor, task_of  # noqa: F401
+from maml_robot.sampling.ray_cluster import (  # noqa: F401 - INSTALL_HINT re-exported
+    cluster_call, ClusterLost, ClusterWatch, connect, import_ray, INSTALL_HINT, one_line,
+    probe_nodes)
 from maml_robot.sampling.rollout import concat_results
-from maml_robot.sampling.worker import buffer_shape, BUFFERS, GROUPS, Worker
+from maml_robot.sampling.worker import buffer_shape, BUFFERS, GROUPS
 import numpy as np
 
 logger = logging.getLogger(__name__)
 
-BACKENDS = ('local', 'ray')
-INSTALL_HINT = ("pip install 'maml_robot[ray]' (or pip install ray==2.60.0); the default "
-                '--backend local needs no Ray')
-
-
-class ClusterLost(SamplerError):
-    """
-    The driver lost its Ray cluster: head gone, Ray shut down, or no node left for a worker.
-
-    A :class:`~maml_robot.sampler.SamplerError` (so a trainer that saves its state on
-    ``SamplerError`` does so here too), but a distinct type: retrying cannot help, the cluster
-    must be brought back (``ray start``) and training continued with ``--resume``.
-    """
-
-
-def import_ray():
-    """Import Ray on demand; raise an ImportError that says how to install it."""
-    try:
-        import ray
-    except ImportError as err:
-        raise ImportError(f'the Ray backend needs Ray, which is not installed: {INSTALL_HINT}'
-                          ) from err
-    return ray
-
-
-# ---------------------------------------------------------------------------- the actor
-class EnvActor:
-    """
-    The environments of one Ray actor (the class is wrapped with ``ray.remote`` on first use).
-
-    It holds the very worker the local pool runs (:class:`maml_robot.sampling.worker.Worker`)
-    with private numpy buffers instead of shared memory, so both backends clip and step
-    alike. Every method answers ``('ok', payload)`` or ``('error', env_index, traceback[, task])``;
-    after an error the driver replaces the actor.
-    """
-
-    def __init__(self, env_factory: Callable[[], Any], num_envs: int, threads: int = 1):
-        import torch  # only to pin its thread pool: torch threads fight the other workers
-        torch.set_num_threads(threads)
-        self.worker, self.error = None, None
-        try:
-            self.worker = Worker(None, env_factory, range(num_envs))
-        except Exception:  # noqa: B902 - reported to the driver by spaces()
-            self.error = traceback.format_exc()
-            return
-        sp = self.worker.spaces
-        self.worker.buf = {key: np.zeros(buffer_shape(key, num_envs, sp['obs_dim'],
-                                                      sp['act_dim']), dtype=dtype)
-                           for key, (dtype, _) in BUFFERS.items()}
-
-    def _guard(self, fn, *args):
-        try:
-            return ('ok', fn(*args))
-        except Exception:  # noqa: B902 - every error goes back to the driver, which replaces us
-            current = None if self.worker is None else self.worker.current
-            task = None if self.worker is None else self.worker.current_task()
-            return ('error', current, traceback.format_exc(), task)
-
-    def spaces(self):
-        """Return the spaces of the environments, or the error that broke their construction."""
-        if self.error is not None:
-            return ('error', None, self.error)
-        return ('ok', self.worker.spaces)
-
-    def pid(self) -> int:
-        """Return the process id of this actor (for logs and tests)."""
-        return os.getpid()
-
-    def set_tasks(self, tasks):
-        """Set one task per environment of this actor."""
-        return self._guard(self.worker.set_tasks, tasks)
-
-    def reset(self, seeds):
-        """Reset the environments; answer their observations (n, obs_dim)."""
-        def run():
-            self.worker.reset(seeds)
-            return self.worker.buf['observations'].copy()
-        return self._guard(run)
-
-    def step(self, rows: np.ndarray, actions: np.ndarray, group: int):
-        """
-        Step local envs ``rows`` with ``actions`` (len(rows), act_dim).
-
-        Answers one float32 array (len(rows), obs_dim + 3): observation, reward, terminated,
-        truncated (one message is cheaper than four).
-        """
-        def run():
-            buf = self.worker.buf
-            buf['actions'][rows] = actions
-            buf['active'][:, group] = False
-            buf['active'][rows, group] = True
-            self.worker.step(group)
-            return np.concatenate([buf['observations'][rows],
-                                   buf['rewards'][rows, None],
-                                   buf['terminated'][rows, None],
-                                   buf['truncated'][rows, None]], axis=1, dtype=np.float32)
-        return self._guard(run)
-
-    def rollout(self, job):
-        """Run one episode per env of ``job`` (a RolloutJob); answer the arrays."""
-        return self._guard(self.worker.rollout, job)
-
-
-_ACTOR_CLASS = None
-
-
-def _task_of(answer: tuple):
-    """Return the task in an actor's error answer (``None`` in a three-part answer)."""
-    return answer[3] if len(answer) > 3 else None
-
-
-def _short(err) -> str:
-    """Return Ray's multi-line error text as one line: its first and last lines."""
-    lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
-    return ' '.join(lines[:1] + lines[-1:]) if len(lines) > 1 else ''.join(lines)
-
-
-def _actor_class(ray):
-    global _ACTOR_CLASS
-    if _ACTOR_CLASS is None:
-        _ACTOR_CLASS = ray.remote(EnvActor)
-    return _ACTOR_CLASS
+WAIT_SLICE = 1.0
+"""Seconds of one ``ray.wait``/``ray.get`` before the driver looks at the cluster again."""
+LOG_EVERY = 10.0
+"""Seconds between two log lines while workers are being placed (start, replacement)."""
 
 
 # ---------------------------------------------------------------------------- the driver
@@ -159,8 +44,9 @@ class RayBackend(WorkerBackend):
     :param threads: torch threads in each actor.
     :param num_cpus_per_worker: CPUs Ray reserves for each actor.
     :param init_kwargs: extra keyword arguments of ``ray.init`` (e.g. ``num_cpus``).
-    :param probe_timeout: seconds to wait for the cluster to say which nodes are alive after
-        a worker failed; no answer means the cluster is lost.
+    :param probe_timeout: seconds the head (its GCS) may stay unreachable, and seconds to wait
+        for the cluster to say which nodes are alive after a worker failed; then the cluster
+        is lost (:class:`ClusterLost`).
     """
 
     def __init__(self, num_workers: int, *, address: str | None = None,
@@ -185,6 +71,8 @@ class RayBackend(WorkerBackend):
         """Actors replaced so far (dead, failed or hung)."""
         self._ray = None
         self._owns_ray = False
+        self._watch = None  # ClusterWatch of the head, while connected
+        self._lost = False  # set once ClusterLost was raised: no more Ray calls but shutdown
         self._factory = None
         self._actors, self._ranges, self._tasks, self._buf = [], [], [], {}
         self._job_tasks = {}  # worker -> the tasks of its part of a running job
@@ -224,6 +112,9 @@ class RayBackend(WorkerBackend):
     def close(self) -> None:
         """Kill the actors; shut Ray down if this backend started it. Safe to call twice."""
         self._stop_actors()
+        if self._watch is not None:
+            self._watch.close()
+            self._watch = None
         if self._owns_ray and self._ray is not None and self._ray.is_initialized():
             self._ray.shutdown()
         self._owns_ray = False
@@ -298,46 +189,47 @@ class RayBackend(WorkerBackend):
 
     # ------------------------------------------------------------------------------ internals
     def _connect(self) -> None:
-        ray = import_ray()
-        self._ray = ray
-        if ray.is_initialized():
-            return
-        kwargs = {'include_dashboard': False, 'address': self.address, **self.init_kwargs}
-        if self.address is not None:
-            kwargs.pop('num_cpus', None)  # a running cluster has its own resources
-        try:
-            ray.init(**kwargs)
-        except ConnectionError as err:
-            raise ClusterLost(f'could not reach the Ray cluster at {self.address!r}: {err}. '
-                              'Start it with `ray start --head` (see docs/RAY.md) or pass '
-                              '--ray-address HOST:PORT of its head') from err
-        self._owns_ray = True
+        ray = self._ray = import_ray()
+        self._lost = False
+        self._owns_ray = connect(ray, self.address, self.init_kwargs) or self._owns_ray
+        if self._watch is None:
+            gcs = self._cluster_call(lambda: ray.get_runtime_context().gcs_address)
+            self._watch = ClusterWatch(gcs, self.probe_timeout)
 
     def _submit(self, w: int, method: str, *args):
         """Call ``method`` of actor ``w``; return the reference of its answer."""
         return self._cluster_call(getattr(self._actors[w], method).remote, *args)
 
     def _create(self, w: int):
-        cls = _actor_class(self._ray)
+        cls = actor_class(self._ray)
         options = {'num_cpus': self.num_cpus_per_worker, 'max_restarts': 0,
                    'max_task_retries': 0}
-        return cls.options(**options).remote(self._factory, len(self._ranges[w]), self.threads)
+        return self._cluster_call(cls.options(**options).remote, self._factory,
+                                  len(self._ranges[w]), self.threads)
 
     def _await_spaces(self, workers, replacing: bool) -> list:
         """Wait until ``workers`` built their envs; return their spaces dicts in order."""
-        ray = self._ray
+        ray, workers = self._ray, list(workers)
         refs = [self._submit(w, 'spaces') for w in workers]
-        ready, _ = self._cluster_call(ray.wait, refs, num_returns=len(refs),
-                                      timeout=self.start_timeout)
+        waiting = 'a replacement of lost worker actor' if replacing else 'worker actor'
+
+        def log_wait(seconds, pending):
+            late = [w for w, ref in zip(workers, refs) if ref in pending]
+            logger.warning('ray backend: waiting for %s(s) %s to be placed on a node and '
+                           'build their environments: %.0f s of %.0f s (--worker-start-timeout);'
+                           ' the cluster has %s free', waiting, late, seconds,
+                           self.start_timeout, self._cluster_call(ray.available_resources))
+
+        ready = self._wait_ready(refs, self.start_timeout, log_wait)
         spaces = []
         for w, ref in zip(workers, refs):
             if ref not in ready:
                 where = f'{self._cluster_call(ray.available_resources)} free'
                 text = (f'Ray could not place worker actor {w} (num_cpus='
                         f'{self.num_cpus_per_worker}) or it did not build its environments '
-                        f'within {self.start_timeout:.0f} s (start_timeout); the cluster has '
-                        f'{where}')
-                if replacing:
+                        f'within {self.start_timeout:.0f} s (--worker-start-timeout); the '
+                        f'cluster has {where}')
+                if replacing:  # the cluster answers: close() can still kill the actors
                     raise ClusterLost(text + ': nodes were lost. Restore the cluster and '
                                       'continue with --resume')
                 raise RuntimeError(text + ': lower --workers or add nodes')
@@ -352,17 +244,37 @@ class RayBackend(WorkerBackend):
             spaces.append(answer[1])
         return spaces
 
+    def _wait_ready(self, refs: list, timeout: float, log_wait=None) -> set:
+        """
+        Return the refs of ``refs`` that are ready within ``timeout`` seconds.
+
+        Waits in slices of ``WAIT_SLICE`` so that a lost head is noticed (ClusterLost) within
+        ``probe_timeout``, not when Ray gives up on it; ``log_wait(seconds, pending)`` is
+        called every ``LOG_EVERY`` seconds of waiting.
+        """
+        ray, start = self._ray, time.monotonic()
+        deadline, next_log = start + timeout, start + LOG_EVERY
+        while True:
+            left = max(0.0, deadline - time.monotonic())
+            ready, pending = self._cluster_call(ray.wait, refs, num_returns=len(refs),
+                                                timeout=min(WAIT_SLICE, left))
+            now = time.monotonic()
+            if not pending or now >= deadline:
+                return set(ready)
+            if log_wait is not None and now >= next_log:
+                log_wait(now - start, set(pending))
+                next_log += LOG_EVERY
+
     def _cluster_call(self, fn, *args, **kwargs):
-        """Call a Ray API function; turn a missing or broken connection into ClusterLost."""
-        ray = self._ray
-        if not ray.is_initialized():
-            raise ClusterLost('Ray was shut down in this process; the worker actors are gone. '
-                              'Continue with --resume once the cluster is back')
+        """Call a Ray API function; a missing, broken or silent cluster raises ClusterLost."""
+        if self._lost:
+            raise ClusterLost('the Ray cluster was lost earlier in this run; restart it and '
+                              'continue with --resume')
         try:
-            return fn(*args, **kwargs)
-        except (ConnectionError, ray.exceptions.RaySystemError) as err:
-            raise ClusterLost(f'lost the connection to the Ray cluster: {err}. Continue with '
-                              '--resume once the cluster is back (docs/RAY.md)') from err
+            return cluster_call(self._ray, self._watch, fn, *args, **kwargs)
+        except ClusterLost:
+            self._lost = True
+            raise
 
     def _failure(self, w: int, message: str, env_index=None, task=None) -> WorkerFailure:
         envs = self._ranges[w]
@@ -379,9 +291,10 @@ class RayBackend(WorkerBackend):
         order = list(refs.items())
         answers, failures = {}, []
         deadline = time.monotonic() + timeout
-        try:  # the common case in one call
-            replies = self._cluster_call(ray.get, [ref for _, ref in order], timeout=timeout)
-        except ray.exceptions.RayError:  # died or hung: look at each answer on its own below
+        try:  # the common case in one call (a slow one waits in slices below)
+            replies = self._cluster_call(ray.get, [ref for _, ref in order],
+                                         timeout=min(timeout, WAIT_SLICE))
+        except ray.exceptions.RayError:  # slow, died or hung: look at each answer on its own
             replies = None
 
         def take(w, answer):  # an actor's reply: its result, or the error it reported
@@ -389,16 +302,14 @@ class RayBackend(WorkerBackend):
                 answers[w] = answer[1]
             else:
                 failures.append(self._failure(w, answer[2].rstrip(), env_index=answer[1],
-                                              task=_task_of(answer)))
+                                              task=task_of(answer)))
 
         if replies is not None:
             for (w, _), answer in zip(order, replies):
                 take(w, answer)
             return answers, failures
-        ready, _ = self._cluster_call(ray.wait, [ref for _, ref in order],
-                                      num_returns=len(order),
-                                      timeout=max(0.0, deadline - time.monotonic()))
-        ready = set(ready)
+        ready = self._wait_ready([ref for _, ref in order],
+                                 max(0.0, deadline - time.monotonic()))
         for w, ref in order:
             if ref not in ready:
                 failures.append(self._failure(
@@ -407,10 +318,10 @@ class RayBackend(WorkerBackend):
             try:
                 answer = self._cluster_call(ray.get, ref)
             except ray.exceptions.RayActorError as err:
-                failures.append(self._failure(w, f'actor died: {_short(err)}'))
+                failures.append(self._failure(w, f'actor died: {one_line(err)}'))
                 continue
             except ray.exceptions.RayError as err:  # e.g. its node died and the answer is lost
-                failures.append(self._failure(w, f'{type(err).__name__}: {_short(err)}'))
+                failures.append(self._failure(w, f'{type(err).__name__}: {one_line(err)}'))
                 continue
             take(w, answer)
         return answers, failures
@@ -428,33 +339,22 @@ class RayBackend(WorkerBackend):
                 more = self._await(healthy, self.step_timeout)[1]
                 failures += more
                 failed |= {f.worker for f in more}
-        self._check_cluster()
+        self._alive()
         for w in sorted(failed):
             self._replace(w)
         for f in failures:
             logger.info('ray backend: replaced worker actor %d: %s', f.worker, f.message)
         raise WorkerCrashed(failures)
 
-    def _check_cluster(self) -> None:
-        """Raise ClusterLost when no node of the cluster answers as alive."""
-        result = {}
-
-        def probe():
-            try:
-                result['nodes'] = self._ray.nodes()
-            except Exception as err:  # noqa: B902 - any failure to ask means no cluster
-                result['error'] = err
-
-        thread = threading.Thread(target=probe, name='ray-cluster-probe', daemon=True)
-        thread.start()
-        thread.join(self.probe_timeout)
-        if 'nodes' not in result:
-            why = result.get('error', f'no answer within {self.probe_timeout:.0f} s')
-            raise ClusterLost(f'the Ray cluster does not answer ({why}); the worker actors are '
-                              'lost. Restart the cluster and continue with --resume')
-        if not any(node.get('Alive') for node in result['nodes']):
-            raise ClusterLost('no node of the Ray cluster is alive; restart the cluster and '
-                              'continue with --resume')
+    def _alive(self) -> None:
+        """Raise ClusterLost when the head is silent or no node of the cluster is alive."""
+        try:
+            if self._watch is not None:
+                self._watch.check()
+            probe_nodes(self._ray, self.probe_timeout, self._watch)
+        except ClusterLost:
+            self._lost = True
+            raise
 
     def _replace(self, w: int) -> None:
         self._kill(self._actors[w])
@@ -466,47 +366,15 @@ class RayBackend(WorkerBackend):
 
     def _kill(self, actor) -> None:
         ray = self._ray
-        if ray is None or not ray.is_initialized():
-            return
+        if ray is None or self._lost or not ray.is_initialized():
+            return  # with a lost cluster, killing would only wait for it
         try:
             ray.kill(actor, no_restart=True)
-        except (ValueError, ray.exceptions.RayError, ConnectionError):
-            pass  # already gone
+        except (ValueError, ray.exceptions.RayError, OSError):
+            pass  # already gone, or its node is
 
     def _stop_actors(self) -> None:
         for actor in self._actors:
             self._kill(actor)
         self._actors, self._ranges, self._buf = [], [], {}
         self._inflight = [None] * GROUPS
-
-
-# ------------------------------------------------------------------------ choosing a backend
-def add_backend_arguments(parser) -> None:
-    """Declare ``--backend`` and ``--ray-address`` on an argparse parser."""
-    parser.add_argument('--backend', default='local', choices=BACKENDS,
-                        help='where rollout workers run: local processes (default) or Ray '
-                             "actors (needs pip install 'maml_robot[ray]')")
-    parser.add_argument('--ray-address', default=None,
-                        help='with --backend ray: auto (the cluster started here with '
-                             '`ray start --head`) or HOST:PORT of a head node; default: a '
-                             'private Ray instance on this machine')
-
-
-def make_backend(name: str, num_workers: int, *, ray_address: str | None = None,
-                 step_timeout: float = 60.0, **kwargs) -> WorkerBackend:
-    """
-    Return the worker pool ``name`` ('local' or 'ray') with ``num_workers`` workers.
-
-    ``ray_address`` only goes with 'ray'. Extra keyword arguments go to the backend's
-    constructor. Ray is imported here (and fails with an install hint) only for 'ray'.
-    """
-    if name == 'local':
-        if ray_address is not None:
-            raise ValueError('--ray-address needs --backend ray')
-        from maml_robot.sampling.local import ProcessBackend
-        return ProcessBackend(num_workers, step_timeout=step_timeout, **kwargs)
-    if name == 'ray':
-        import_ray()  # fail now, with the install hint, not at the first rollout
-        return RayBackend(num_workers, address=ray_address, step_timeout=step_timeout,
-                          **kwargs)
-    raise ValueError(f'backend must be one of {BACKENDS}, got {name!r}')
