@@ -6,8 +6,8 @@ from pathlib import Path
 from maml_robot.meta.es_maml import ES_OPERATORS, ESMAMLConfig
 from maml_robot.meta.inner import InnerConfig
 from maml_robot.meta.learners import config_from_dict, LEARNERS
-from maml_robot.meta.promp import ProMPConfig
 from maml_robot.meta.operators import SPACES
+from maml_robot.meta.promp import ProMPConfig
 from maml_robot.meta.trpo import TRPOConfig
 from maml_robot.paths import data_path
 from maml_robot.policy import ACTIVATIONS
