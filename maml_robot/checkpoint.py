@@ -5,7 +5,8 @@ Tensors: ``params.<name>`` (policy parameters), ``inner_lr.<name>`` (Meta-SGD st
 learned), ``obs_mean``, ``obs_std``. The safetensors header metadata holds one key,
 ``maml_robot``, a JSON document with the format version, policy config, scenario snapshot,
 joint names in order, observation layout, action scale (effort limits), control period,
-inner-loop settings, algorithm config, versions and training info. No pickle anywhere.
+inner-loop settings, algorithm config, adaptation operator, versions and training info. No
+pickle anywhere.
 """
 
 from dataclasses import dataclass, field
@@ -67,6 +68,10 @@ class Checkpoint:
     """Scenario snapshot (``Scenario.to_dict()``); ``scenario['name']`` is checked on load."""
     algorithm: dict = field(default_factory=dict)
     """Outer algorithm name and config."""
+    adaptation: dict = field(default_factory=dict)
+    """The adaptation operator the meta-parameters were trained for: ``{'operator': 'pg'}``,
+    or for es_maml ``{'operator': 'hill_climb' | 'es', 'settings': {field: value},
+    'budget': live episodes}``; empty in older files (``adaptation_operator()``: 'pg')."""
     training: dict = field(default_factory=dict)
     """Training info: iterations, env steps, seed, wall time, ..."""
     versions: dict = field(default_factory=dict)
@@ -87,6 +92,10 @@ class Checkpoint:
         if self.inner_lr is not None:
             return dict(self.inner_lr)
         return float(self.inner['lr'])
+
+    def adaptation_operator(self):
+        """Return the operator name the checkpoint was trained for ('pg' when not recorded)."""
+        return self.adaptation.get('operator', 'pg')
 
     @property
     def scenario_name(self):
@@ -187,6 +196,7 @@ def _metadata(ckpt):
         'has_inner_lr': ckpt.inner_lr is not None,
         'scenario': ckpt.scenario,
         'algorithm': ckpt.algorithm,
+        'adaptation': ckpt.adaptation,
         'training': ckpt.training,
         'versions': ckpt.versions or current_versions(),
     }
@@ -324,13 +334,25 @@ def _from_parts(path, meta, tensors):
         control_period=_numbers(path, meta, 'control_period'), inner=meta['inner'],
         inner_lr=inner_lr,
         scenario=meta.get('scenario') or {}, algorithm=meta.get('algorithm') or {},
-        training=meta.get('training') or {}, versions=meta.get('versions') or {},
+        adaptation=_adaptation(path, meta), training=meta.get('training') or {},
+        versions=meta.get('versions') or {},
         format_version=version)
     try:
         validate_checkpoint(ckpt)
     except CheckpointError as err:
         raise CheckpointError(f'{path}: {err}') from err
     return ckpt
+
+
+def _adaptation(path, meta):
+    """Return the ``adaptation`` record (empty when absent); a malformed one is an error."""
+    from maml_robot.meta.operators import OPERATORS
+    record = meta.get('adaptation') or {}
+    if not isinstance(record, dict) or record.get('operator', 'pg') not in OPERATORS or \
+            not isinstance(record.get('settings', {}), dict):
+        raise CheckpointError(f'{path}: metadata adaptation {record!r} is malformed: expected '
+                              f"{{'operator': one of {sorted(OPERATORS)}, 'settings': {{...}}}}")
+    return record
 
 
 def _numbers(path, meta, key, many=False):

@@ -59,28 +59,6 @@ def _measure(policy, params_b, tasks, sampler, rollouts, mode, seed):
     return returns.mean(axis=1), std
 
 
-def _round(op, policy, current, candidates, tasks, sampler, seed):
-    """Roll out every candidate of every task; return (new params per task, env steps (B,))."""
-    from maml_robot.meta.operators import MeanActionPolicy
-    from maml_robot.policy import stack_params
-
-    actor = policy if op.stochastic else MeanActionPolicy(policy)
-    per_task = [[] for _ in tasks]
-    used = np.zeros(len(tasks))
-    for c in range(len(candidates[0])):
-        params_b = stack_params([cands[c] for cands in candidates])
-        episodes = sampler.sample(actor, params_b, tasks, op.episodes,
-                                  seed=seed(c))                  # (B, E, T, ...)
-        used += episodes.mask.detach().cpu().double().sum((-1, -2)).numpy()
-        for b in range(len(tasks)):
-            per_task[b].append(episodes.task(b))
-    new = [op.tell(p, cands, eps) for p, cands, eps in zip(current, candidates, per_task)]
-    for params in new:
-        if not all(bool(v.isfinite().all()) for v in params.values()):
-            raise ValueError(f'{op.name} produced non-finite parameters; lower its step')
-    return new, used
-
-
 def budget_rounds(op, params, budget):
     """Return (live episodes per round, rounds within ``budget``); raise if not one round."""
     cost = len(op.ask(params, np.random.default_rng(0))) * op.episodes
@@ -120,6 +98,7 @@ def operator_curve(op, policy, params, tasks, sampler, cfg, *, seed=0, progress=
         measure, ``env_steps`` (B, K + 1), ``episodes`` (K + 1,) live episodes used before each
         point, ``wall_s`` (K + 1,) cumulative, and ``params`` the final per-task dicts.
     """
+    from maml_robot.meta.operators import run_round
     from maml_robot.policy import stack_params
 
     start = time.perf_counter()
@@ -138,8 +117,9 @@ def operator_curve(op, policy, params, tasks, sampler, cfg, *, seed=0, progress=
         if k < len(plan):
             step = plan[k][0]
             candidates = [step.ask(p, rng) for p, rng in zip(current, rngs)]
-            current, used = _round(step, policy, current, candidates, tasks, sampler, lambda c: (
-                np.random.SeedSequence([seed, 1, k] if cfg.paired else [seed, 1, k, c])))
+            current, used, _ = run_round(
+                step, policy, current, candidates, tasks, sampler, lambda c: (
+                    np.random.SeedSequence([seed, 1, k] if cfg.paired else [seed, 1, k, c])))
             out['env_steps'].append(out['env_steps'][-1] + used)
         out['wall_s'].append(time.perf_counter() - start)
         if progress is not None:

@@ -77,7 +77,9 @@ class Sampler:
         most its envs (no per-step round trip and no waves; fastest on a CPU-only machine,
         see ``maml_robot.sampling.rollout``). The two draw different exploration noise (same
         statistics); neither depends on the number of workers or on the backend, and
-        'workers' results do not depend on ``max_envs`` either.
+        'workers' results do not depend on ``max_envs`` either. A policy whose
+        ``deterministic`` attribute is true (``MeanActionPolicy``) acts with its mean action,
+        without noise, in both.
     """
 
     def __init__(self, scenario=None, num_workers: int = 1, seed: int = 0, *,
@@ -309,7 +311,8 @@ class Sampler:
             num_hidden=len(config.hidden_sizes), horizon=self.horizon, task_index=index,
             seeds=np.asarray(env_seeds, dtype=np.int64),
             slot=np.tile(np.arange(num_rollouts), num_tasks), slots=num_rollouts,
-            tasks=tuple(task for task in tasks for _ in range(num_rollouts)))
+            tasks=tuple(task for task in tasks for _ in range(num_rollouts)),
+            deterministic=bool(getattr(policy, 'deterministic', False)))
         out = self.backend.rollout(job)
         dev = self.device
 

@@ -3,8 +3,10 @@
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from maml_robot.meta.es_maml import ES_OPERATORS, ESMAMLConfig
 from maml_robot.meta.inner import InnerConfig
 from maml_robot.meta.learners import config_from_dict, LEARNERS
+from maml_robot.meta.operators import SPACES
 from maml_robot.meta.promp import ProMPConfig
 from maml_robot.meta.trpo import TRPOConfig
 from maml_robot.paths import data_path
@@ -42,7 +44,8 @@ class TrainConfig:
     scenario: str = setting('reacher', flag=False, check=bool, want='a scenario name or path')
     """Shipped scenario name (reacher, cheetah, quadruped) or path to a scenario YAML."""
     algorithm: str = setting('promp', choices=ALGORITHMS)
-    """Outer algorithm: 'promp' (clipped LVC objective), 'trpo' (MAML-TRPO) or 'fomaml'."""
+    """Outer algorithm: 'promp' (clipped LVC objective), 'trpo' (MAML-TRPO), 'fomaml', or
+    'es_maml' (ES on the return after a derivative-free adaptation; settings es_* and adapt_*)."""
     iterations: int = setting(200, bounds='>= 0')
     """Meta-iterations in total; a resumed run continues up to this (each iteration: sample
     tasks, pre-update rollouts, adapt, post-update rollouts, meta-step)."""
@@ -78,6 +81,35 @@ class TrainConfig:
     """ProMP's outer-step guard (0: off): an outer step that worsens the loss or pushes more
     than this share of post-update samples out of the clip range is halved back or undone
     (recommended with learn_inner_lr; see docs/ALGORITHMS.md)."""
+    es_pairs: int = setting(8, bounds='>= 1', to=(ESMAMLConfig, 'pairs'))
+    """es_maml: antithetic pairs of perturbed meta-parameters per iteration (2x this members);
+    pair i runs on task i mod tasks_per_iteration (so tasks_per_iteration <= es_pairs)."""
+    es_sigma: float = setting(0.02, bounds='> 0', to=(ESMAMLConfig, 'sigma'))
+    """es_maml: standard deviation of the perturbation of each meta-parameter entry."""
+    es_lr: float = setting(0.01, bounds='> 0', to=(ESMAMLConfig, 'outer_lr'))
+    """es_maml: Adam step size on the ES meta-gradient estimate."""
+    adaptation: str = setting('hill_climb', choices=ES_OPERATORS, to=(ESMAMLConfig, 'operator'))
+    """es_maml: the derivative-free adaptation operator the meta-parameters are trained for
+    (maml_robot/meta/operators.py); the checkpoint records it for eval and the node."""
+    adaptation_budget: int = setting(16, bounds='>= 1', to=(ESMAMLConfig, 'budget'))
+    """es_maml: live episodes per task the operator adapts with (whole rounds)."""
+    adapt_sigma: float = setting(0.05, bounds='> 0', to=(ESMAMLConfig, 'op_sigma'))
+    """es_maml: the operator's perturbation size per parameter entry."""
+    adapt_batch: int = setting(7, bounds='>= 1', to=(ESMAMLConfig, 'op_batch'))
+    """es_maml: hill_climb perturbations per round (plus the incumbent), or es pairs per step."""
+    adapt_episodes: int = setting(2, bounds='>= 1', to=(ESMAMLConfig, 'op_episodes'))
+    """es_maml: live episodes per candidate of a round."""
+    adapt_z: float = setting(0.0, bounds='>= 0', to=(ESMAMLConfig, 'op_z'))
+    """es_maml, hill_climb: acceptance margin in standard errors of the paired differences."""
+    adapt_lr: float = setting(0.02, bounds='> 0', to=(ESMAMLConfig, 'op_lr'))
+    """es_maml, es operator: step size of its ES step."""
+    adapt_max_delta: float | None = setting(None, bounds='> 0', to=(ESMAMLConfig, 'op_max_delta'))
+    """es_maml: largest change of one entry per operator update (null: unbounded)."""
+    adapt_space: str = setting('all', choices=tuple(SPACES), to=(ESMAMLConfig, 'op_space'))
+    """es_maml: parameters the operator perturbs: all (but log_std), last (layer) or bias."""
+    init_checkpoint: str | None = setting(None, check=bool, want='null or a checkpoint file')
+    """Start the meta-parameters and the observation normalization from this checkpoint (a
+    .safetensors file of the same scenario and network; needs normalize_obs: false)."""
     hidden_sizes: tuple[int, ...] = setting((64, 64), bounds='>= 1')
     """Widths of the policy's hidden layers."""
     activation: str = setting('tanh', choices=tuple(ACTIVATIONS))
@@ -112,17 +144,57 @@ class TrainConfig:
 
     def __post_init__(self):
         validate(self)
+        if self.algorithm == 'es_maml':
+            self._check_es_maml()
+        if self.init_checkpoint is not None:
+            if self.normalize_obs:
+                raise ValueError('normalize_obs: set it to false with init_checkpoint (the '
+                                 "checkpoint's observation normalization is kept)")
+            self.init_checkpoint = str(Path(self.init_checkpoint).expanduser().resolve())
         path = Path(self.scenario).expanduser()
         if self.scenario not in SHIPPED and path.is_file():
             # a user's scenario file: stored absolute, so --resume works from any directory
             self.scenario = str(path.resolve())
+
+    def _check_es_maml(self):
+        """Reject es_maml settings that cannot work together, naming the keys to change."""
+        if self.learn_inner_lr:
+            raise ValueError('learn_inner_lr: es_maml does not use the policy-gradient step; '
+                             'set it to false')
+        if self.tasks_per_iteration > self.es_pairs:
+            raise ValueError(f'tasks_per_iteration {self.tasks_per_iteration} > es_pairs '
+                             f'{self.es_pairs}: es_maml runs pair i on task i; lower '
+                             'tasks_per_iteration or raise es_pairs')
+        cost = ((self.adapt_batch + 1) if self.adaptation == 'hill_climb'
+                else 2 * self.adapt_batch) * self.adapt_episodes
+        if self.adaptation_budget < cost:
+            raise ValueError(f'adaptation_budget {self.adaptation_budget} < {cost}, the live '
+                             f'episodes of one {self.adaptation} round (adapt_batch, '
+                             'adapt_episodes); raise the budget or lower those')
+
+    def start_checkpoint(self, expect=None):
+        """
+        Return the checkpoint ``init_checkpoint`` names (None when unset), checked to fit.
+
+        :param expect: the scenario (or ``load_checkpoint``'s expect dict) it must match.
+        """
+        if self.init_checkpoint is None:
+            return None
+        from maml_robot.checkpoint import load_checkpoint
+        ckpt = load_checkpoint(self.init_checkpoint, expect=expect)
+        net = ckpt.policy_config
+        if (tuple(net.hidden_sizes), net.activation) != (self.hidden_sizes, self.activation):
+            raise ValueError(f'init_checkpoint {self.init_checkpoint}: its network is '
+                             f'{list(net.hidden_sizes)} {net.activation}; set hidden_sizes and '
+                             'activation to match it')
+        return ckpt
 
     def inner_config(self) -> InnerConfig:
         """Return the inner-loop settings (the fields declared ``to=(InnerConfig, ...)``)."""
         return InnerConfig(**section(self, InnerConfig))
 
     def outer_config(self):
-        """Return the outer algorithm's config (ProMPConfig or TRPOConfig) from its fields."""
+        """Return the outer algorithm's config (ProMP-, TRPO- or ESMAMLConfig) from its fields."""
         config_class = LEARNERS[self.algorithm][1]
         return config_from_dict(self.algorithm, section(self, config_class))
 

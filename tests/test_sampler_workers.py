@@ -195,3 +195,20 @@ def test_a_job_with_tasks_runs_in_batches_and_names_the_failing_task():
         backend.close()
     with pytest.raises(ValueError, match='give the job its tasks'):
         run_job(envs[:2], replace(job, tasks=None), low, high)
+
+
+def test_mean_action_policy_has_no_noise_in_the_workers():
+    """A deterministic policy (MeanActionPolicy) acts with its mean action in either mode."""
+    from maml_robot.meta.operators import MeanActionPolicy
+    policy = make_policy(log_std=0.5)
+    params_b = per_task_params(policy)
+    actor = MeanActionPolicy(policy)
+    eps, _ = sample(actor, params_b)
+    means = policy.batched_mean_action(params_b, eps.observations)    # (B, N, T, act_dim)
+    valid = eps.mask.bool()
+    assert torch.allclose(eps.actions[valid], means[valid], atol=1e-5)
+    assert torch.all(eps.log_probs == 0.0)
+    central, _ = sample(actor, params_b, inference='central')
+    assert torch.allclose(central.rewards, eps.rewards, atol=1e-4)   # same episodes, no noise
+    noisy, _ = sample(policy, params_b)                               # the Gaussian policy
+    assert not torch.allclose(noisy.actions[valid], means[valid], atol=1e-2)

@@ -30,7 +30,7 @@ def tiny(iterations, **extra):
 # ----------------------------------------------------------------------------------- config
 @pytest.mark.parametrize('name', ['reacher', 'cheetah', 'cheetah_small', 'quadruped',
                                   'quadruped_small', 'reacher_fixed_lr', 'reacher_lr01',
-                                  'reacher_2step'])
+                                  'reacher_2step', 'reacher_es_maml'])
 def test_shipped_yaml_mirrors_the_dataclass(name):
     path = data_path('config', 'train', f'{name}.yaml')
     with open(path, encoding='utf-8') as f:
@@ -54,7 +54,7 @@ def test_every_field_has_a_docstring():
     ('foo: 1\n', "unknown key 'foo'"),
     ('inner_lr: -0.1\n', 'inner_lr: expected a number >= 0'),
     ('hidden_sizes: 64\n', 'hidden_sizes: expected a non-empty list'),
-    ('algorithm: sgd\n', "algorithm: expected one of ('promp', 'trpo', 'fomaml')"),
+    ('algorithm: sgd\n', "algorithm: expected one of ('promp', 'trpo', 'fomaml', 'es_maml')"),
     ('workers: 2.5\n', 'workers: expected an integer >= 1'),
     ('normalize_obs: 1\n', 'normalize_obs: expected true or false'),
     ('- 1\n- 2\n', 'expected a mapping'),

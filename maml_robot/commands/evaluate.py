@@ -65,13 +65,16 @@ def add_arguments(parser):
     parser.add_argument('--scenario', default=None,
                         help="scenario name or YAML (default: the checkpoint's)")
     add_common_arguments(parser)
-    parser.add_argument('--adaptation', default='pg', choices=('pg', 'hill_climb', 'es'),
-                        help='adaptation operator (default: pg, the meta-learned inner step, '
-                             'K x R as above); hill_climb and es are derivative-free '
-                             '(maml_robot/meta/operators.py) and run within --budget')
+    parser.add_argument('--adaptation', default=None, choices=('pg', 'hill_climb', 'es'),
+                        help='adaptation operator (default: the one the checkpoint was trained '
+                             'for, its metadata "adaptation"; pg when absent: the meta-learned '
+                             'inner step, K x R as above); hill_climb and es are '
+                             'derivative-free (maml_robot/meta/operators.py) and run within '
+                             '--budget')
     parser.add_argument('--adaptation-args', nargs='*', default=[], metavar='KEY=VALUE',
                         help='settings of a derivative-free operator, e.g. sigma=0.05 batch=4 '
-                             'episodes=2 space=all max_delta=0.1')
+                             'episodes=2 space=all max_delta=0.1 (default: those the '
+                             'checkpoint was trained with, for its own operator)')
     parser.add_argument('--budget', type=int, default=None, metavar='EPISODES',
                         help='live episodes per task for --adaptation hill_climb/es (default: '
                              'K x R); their points are measured on R fresh episodes each')
@@ -133,6 +136,23 @@ def write_outputs(report, args):
     return table
 
 
+def resolve_adaptation(args, ckpt):
+    """
+    Set ``args.adaptation`` and ``args.adaptation_args`` from the checkpoint where not given.
+
+    The operator defaults to the one ``ckpt`` was trained for; for that operator the trained
+    settings come first and ``--adaptation-args`` override them.
+    """
+    trained = ckpt.adaptation_operator()
+    if args.adaptation is None:
+        args.adaptation = trained
+    if args.adaptation == trained:
+        given = {item.partition('=')[0].strip() for item in args.adaptation_args}
+        saved = ckpt.adaptation.get('settings', {})
+        args.adaptation_args = [f'{k}={v}' for k, v in saved.items() if k not in given] + \
+            list(args.adaptation_args)
+
+
 def _evaluate_operator(args, source, tasks, task_ids, sampler, bar):
     """Evaluate with ``--adaptation`` (mean-action measurement for derivative-free ones)."""
     from maml_robot.operator_eval import (evaluate_operator, OperatorEvalConfig,
@@ -162,6 +182,7 @@ def run(args):
 
     torch.set_num_threads(args.torch_threads)
     first = load_checkpoint(args.checkpoint[0])
+    resolve_adaptation(args, first)
     scenario = args.scenario or checkpoint_reference(first.scenario_name, first.scenario)
     baseline_results = load_baseline_results(args.baselines)
     source = EnvSource.from_scenario(scenario)

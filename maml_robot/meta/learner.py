@@ -93,6 +93,10 @@ class MetaLearner:
             return {k: v.detach().clone() for k, v in self.inner_lr.items()}
         return self.inner_lr
 
+    def adaptation(self):
+        """Return the adaptation operator the meta-parameters are trained for (checkpoint)."""
+        return {'operator': 'pg'}
+
     # ------------------------------------------------------------------------------ adaptation
     def pre_advantages(self, episodes):
         """Return inner-loop advantages (B, N, T) with the inner settings."""

@@ -1,12 +1,13 @@
-"""Outer learners by name: 'promp' (default), 'trpo' (MAML-TRPO), 'fomaml' (first order)."""
+"""Outer learners by name: 'promp' (default), 'trpo', 'fomaml', 'es_maml' (derivative-free)."""
 
 from dataclasses import fields
 
+from maml_robot.meta.es_maml import ESMAMLConfig, ESMAMLLearner
 from maml_robot.meta.promp import FOMAMLLearner, ProMPConfig, ProMPLearner
 from maml_robot.meta.trpo import TRPOConfig, TRPOLearner
 
 LEARNERS = {'promp': (ProMPLearner, ProMPConfig), 'trpo': (TRPOLearner, TRPOConfig),
-            'fomaml': (FOMAMLLearner, ProMPConfig)}
+            'fomaml': (FOMAMLLearner, ProMPConfig), 'es_maml': (ESMAMLLearner, ESMAMLConfig)}
 DEFAULT_ALGORITHM = 'promp'
 FOMAML_DEFAULTS = {'num_outer_steps': 1, 'kl_coeff': 0.0, 'first_order': True}
 
@@ -30,7 +31,7 @@ def make_learner(algorithm, policy, params, inner, config=None):
     """
     Build a learner.
 
-    :param algorithm: 'promp', 'trpo' or 'fomaml'.
+    :param algorithm: 'promp', 'trpo', 'fomaml' or 'es_maml'.
     :param policy: the GaussianPolicy.
     :param params: initial meta-parameters.
     :param inner: InnerConfig.

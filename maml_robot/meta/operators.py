@@ -276,6 +276,9 @@ OPERATORS = {'pg': PolicyGradient, 'hill_climb': HillClimb, 'es': EvolutionStrat
 class MeanActionPolicy:
     """A policy whose sampled action is its mean: rolls out the deterministic controller."""
 
+    deterministic = True
+    """Tells the sampler's worker-side rollouts (``inference='workers'``) to add no noise."""
+
     def __init__(self, policy):
         """:param policy: the :class:`~maml_robot.policy.GaussianPolicy` to wrap."""
         self.policy = policy
@@ -297,3 +300,32 @@ class MeanActionPolicy:
         with torch.no_grad():
             mean = self.policy.batched_mean_action(params_b, obs_b)
             return mean, torch.zeros(mean.shape[:-1], dtype=mean.dtype, device=mean.device)
+
+
+def run_round(op, policy, current, candidates, tasks, sampler, seed):
+    """
+    Roll out every candidate of every task on ``sampler`` and tell ``op`` the episodes.
+
+    :param current: the parameters of each task (B dicts); ``candidates[b]`` their
+        ``op.ask`` answer (the same number C for every task).
+    :param seed: ``seed(c) -> SeedSequence`` of candidate ``c``'s episodes (the same one for
+        every ``c`` when the candidates of a round should meet the same starts and goals).
+    :returns: ``(new params (B dicts), env steps (B,), returns (B, C, E))`` numpy arrays.
+    """
+    from maml_robot.policy import stack_params
+    actor = policy if op.stochastic else MeanActionPolicy(policy)
+    per_task = [[] for _ in tasks]
+    used = np.zeros(len(tasks))
+    for c in range(len(candidates[0])):
+        params_b = stack_params([cands[c] for cands in candidates])
+        episodes = sampler.sample(actor, params_b, tasks, op.episodes,
+                                  seed=seed(c))                  # (B, E, T, ...)
+        used += episodes.mask.detach().cpu().double().sum((-1, -2)).numpy()
+        for b in range(len(tasks)):
+            per_task[b].append(episodes.task(b))
+    new = [op.tell(p, cands, eps) for p, cands, eps in zip(current, candidates, per_task)]
+    for params in new:
+        if not all(bool(v.isfinite().all()) for v in params.values()):
+            raise ValueError(f'{op.name} produced non-finite parameters; lower its step')
+    returns = np.asarray([[candidate_returns(e) for e in eps] for eps in per_task])
+    return new, used, returns                                    # returns: (B, C, E)

@@ -10,6 +10,7 @@ One :class:`Trainer` owns a run folder::
     <out>/best.safetensors     the checkpoint with the best post-adaptation return so far
     <out>/resume.safetensors   exact training state (tensors + JSON) for ``--resume``
 
+ES-MAML (``algorithm: es_maml``) samples its own episodes in its learner's ``run_iteration``.
 Every iteration's randomness (tasks, rollout seeds, action noise) derives from
 ``SeedSequence([seed, iteration])``, so a resumed run repeats the uninterrupted one exactly.
 """
@@ -96,7 +97,11 @@ class Trainer:
             obs_dim=obs_dim, act_dim=act_dim, hidden_sizes=cfg.hidden_sizes,
             activation=cfg.activation, init_log_std=cfg.init_log_std)).to(self.device)
         self.normalizer = ObsNormalizer(obs_dim)
-        params = self.policy.init_params(seed=cfg.seed, device=self.device)
+        start = cfg.start_checkpoint(expect=self.scenario)      # None: a fresh network
+        params = (self.policy.init_params(seed=cfg.seed, device=self.device) if start is None
+                  else {k: v.to(self.device) for k, v in start.params.items()})
+        if start is not None:
+            self.policy.set_normalization(start.obs_mean, start.obs_std)
         self.learner = build_learner(cfg, self.policy, params)
         self.sampler = Sampler(num_workers=cfg.workers, seed=cfg.seed, device=cfg.device,
                                horizon=self.horizon, env_factory=env_factory,
@@ -171,6 +176,14 @@ class Trainer:
         task_seed = int(seeds['tasks'].generate_state(1)[0])
         tasks = self.task_env.unwrapped.sample_tasks(cfg.tasks_per_iteration, split='train',
                                                      seed=task_seed)
+        if hasattr(self.learner, 'run_iteration'):   # es_maml: it samples its own episodes
+            t0 = time.perf_counter()
+            out = self.learner.run_iteration(self.sampler, tasks, cfg.rollouts_per_task, seeds)
+            self._update_normalizer(out['episodes'])
+            self.env_steps += out['env_steps']
+            return self._row(it, torch.as_tensor(out['pre_returns'])[:, None],
+                             torch.as_tensor(out['post_returns']), out['stats'],
+                             {'time_iteration': time.perf_counter() - t0})
         num_tasks, rollouts = len(tasks), cfg.rollouts_per_task
         t0 = time.perf_counter()
         params_b = expand_params(self.learner.params, num_tasks)  # (B, ...) no copy
@@ -188,14 +201,21 @@ class Trainer:
         t3 = time.perf_counter()
         stats = self.learner.meta_step(pre_steps if cfg.inner_steps > 1 else pre_steps[0], post)
         t4 = time.perf_counter()
-        pre = pre_steps[0]
-        if cfg.normalize_obs:  # used from the next iteration on: this one's log-probs stay valid
-            self.normalizer.update(pre.observations, pre.mask)
-            self.policy.set_normalization(*self.normalizer.stats())
+        self._update_normalizer(pre_steps[0])
         times = {'time_sample_pre': t1 - t0, 'time_adapt': t2 - t1, 'time_sample_post': t3 - t2,
                  'time_meta_step': t4 - t3, 'time_iteration': time.perf_counter() - t0}
         self.env_steps += int(sum(e.mask.sum().item() for e in pre_steps + [post]))
-        pre_ret, post_ret = masked_returns(pre), masked_returns(post)
+        return self._row(it, masked_returns(pre_steps[0]), masked_returns(post), stats, times)
+
+    def _update_normalizer(self, episodes) -> None:
+        """Add ``episodes``' observations to the statistics the NEXT iteration normalizes with."""
+        if self.config.normalize_obs:  # this iteration's log-probs stay valid
+            self.normalizer.update(episodes.observations, episodes.mask)
+            self.policy.set_normalization(*self.normalizer.stats())
+
+    def _row(self, it, pre_ret, post_ret, stats, times) -> dict:
+        """Return the log row from returns (B, N) before and after adaptation, stats, times."""
+        num_tasks = pre_ret.shape[0]
         row = {'iteration': it, 'pre_return': pre_ret.mean().item(),
                'post_return': post_ret.mean().item()}
         row['adaptation_gain'] = row['post_return'] - row['pre_return']
@@ -344,7 +364,7 @@ class Trainer:
             inner=learner.inner.to_dict(),
             inner_lr=inner_lr if isinstance(inner_lr, dict) else None,
             algorithm={'name': cfg.algorithm, 'config': asdict(learner.config)},
-            training=training, **self._robot_contract())
+            adaptation=learner.adaptation(), training=training, **self._robot_contract())
 
     def _robot_contract(self) -> dict:
         """Joint names, observation layout, action scale, control period (and scenario)."""

@@ -66,6 +66,9 @@ class RolloutJob:
     tasks: tuple | None = None
     """One task per episode, set on an env before it runs that episode; ``None``: the envs
     already have their tasks (then the job has at most one episode per env)."""
+    deterministic: bool = False
+    """Act with the mean action (no exploration noise; log-probs 0), as
+    ``maml_robot.meta.operators.MeanActionPolicy`` does in the main process."""
 
     def envs(self, lo: int, hi: int) -> 'RolloutJob':
         """Return the job of episodes ``lo..hi`` (an empty job when the range holds none)."""
@@ -131,6 +134,8 @@ def run_episodes(envs, job: RolloutJob, low: np.ndarray, high: np.ndarray, on_en
     shared = log_std.shape[0] == 1                              # one parameter row for all
     row_of = np.zeros(num, dtype=np.int64) if shared else np.asarray(job.task_index)
     std = np.exp(log_std)[row_of]                               # (E, act_dim) per env
+    if job.deterministic:
+        std = np.zeros_like(std)                                # actions = mean actions
     # per task: its parameter row, its envs and their rows of the task's policy call
     groups = [(0 if shared else int(b), members, job.slot[members])
               for b, members in ((b, np.flatnonzero(job.task_index == b))
@@ -168,7 +173,7 @@ def run_episodes(envs, job: RolloutJob, low: np.ndarray, high: np.ndarray, on_en
                 alive[e] = False
         obs[live] = step_obs
         rewards[live, t] = step_rewards
-    if num:  # log N(a; mean, std) summed over act_dim, as GaussianPolicy.log_prob
+    if num and not job.deterministic:  # log N(a; mean, std) over act_dim, as GaussianPolicy
         z = (out_act - means) / std[:, None]
         log_norm = (-log_std - np.float32(0.5 * LOG_2PI)).sum(-1)[row_of]   # (E,)
         log_probs = ((np.float32(-0.5) * z * z).sum(-1) + log_norm[:, None]) * mask
