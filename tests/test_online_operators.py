@@ -203,19 +203,19 @@ def test_pg_explores_and_its_update_is_bounded():
     assert abs(distance(first, params) - max_delta) <= max_delta * TOL
 
 
-def fresh_with(tmp_path, algorithm):
+def fresh_with(tmp_path, adaptation):
+    """Return a fresh reacher checkpoint whose ``adaptation`` record is ``adaptation``."""
     from maml_robot.online import fresh_checkpoint
     path = tmp_path / 'meta.safetensors'
     ckpt = fresh_checkpoint(load_scenario('reacher'), seed=0)
-    save_checkpoint(path, dataclasses.replace(ckpt, algorithm=algorithm))
+    save_checkpoint(path, dataclasses.replace(ckpt, adaptation=adaptation))
     return path
 
 
 def test_operator_defaults_to_the_checkpoint_and_settings_override_it(tmp_path):
     shipped = online.load_adapter(MODEL, online.OnlineConfig(), log=lambda m: None)
     assert shipped.stats['adaptation'] == 'pg'        # trained for the policy-gradient step
-    path = fresh_with(tmp_path, {'name': 'es_maml', 'adaptation': 'es',
-                                 'adaptation_args': {'pairs': 3, 'sigma': 0.01}})
+    path = fresh_with(tmp_path, {'operator': 'es', 'settings': {'pairs': 3, 'sigma': 0.01}})
     own = online.load_adapter(path, online.OnlineConfig(), log=lambda m: None)._operator
     assert (own.name, own.pairs, own.sigma, own.episodes) == ('es', 3, 0.01, 2)
     tuned = online.load_adapter(path, online.OnlineConfig(adaptation_args='sigma=0.02'),
@@ -224,8 +224,8 @@ def test_operator_defaults_to_the_checkpoint_and_settings_override_it(tmp_path):
     other = online.load_adapter(path, online.OnlineConfig(adaptation='hill_climb'),
                                 log=lambda m: None)._operator
     assert other == HillClimb()                       # es's settings are not hill_climb's
-    bad = fresh_with(tmp_path, {'adaptation': 'cma'})
-    with pytest.raises(ValueError, match='algorithm.adaptation'):
+    bad = fresh_with(tmp_path, {'operator': 'cma'})
+    with pytest.raises(ValueError, match="adaptation .*'cma'.* is malformed"):
         online.load_adapter(bad, online.OnlineConfig())
     with pytest.raises(ValueError, match='adaptation_args .* pg takes'):
         online.load_adapter(MODEL, online.OnlineConfig(adaptation_args='sigma=0.1'))

@@ -37,7 +37,7 @@ class OnlineConfig:
     """Adaptation operator: pg (the meta-learned policy-gradient step, on rollouts of the
     Gaussian policy), hill_climb or es (derivative-free: the policy acts with its mean action,
     candidates are perturbations of the parameters); '' = what the checkpoint was trained for
-    (its algorithm metadata 'adaptation', else pg)."""
+    (its metadata adaptation.operator, else pg)."""
     adaptation_args: str = ''
     """Settings of a derivative-free operator, comma-separated KEY=VALUE (as `maml-robot eval
     --adaptation-args`), e.g. 'sigma=0.01,batch=4,episodes=2'; over the checkpoint's own."""

@@ -91,17 +91,18 @@ def checkpoint_adaptation(ckpt):
     """
     Return (operator name, its settings or None) the checkpoint was meta-trained for.
 
-    Read from its algorithm metadata (``adaptation``, ``adaptation_args``); a checkpoint without
-    them was trained for the policy-gradient step: ('pg', None).
+    Read from its ``adaptation`` record (``{'operator': ..., 'settings': {...}}``, written by
+    every learner; es_maml stores the derivative-free operator and its trained settings there);
+    a checkpoint without it was trained for the policy-gradient step: ('pg', None).
     """
-    name = ckpt.algorithm.get('adaptation', 'pg')
-    args = ckpt.algorithm.get('adaptation_args')
+    name = ckpt.adaptation_operator()
+    args = ckpt.adaptation.get('settings')
     if name not in ADAPTATIONS:
-        raise ValueError(f'checkpoint metadata algorithm.adaptation is {name!r}; this version '
+        raise ValueError(f'checkpoint metadata adaptation.operator is {name!r}; this version '
                          f'knows {ADAPTATIONS}: set the adaptation parameter to one of them or '
                          'use a checkpoint written by a matching maml_robot')
     if args is not None and not isinstance(args, dict):
-        raise ValueError(f'checkpoint metadata algorithm.adaptation_args must be a mapping of '
+        raise ValueError(f'checkpoint metadata adaptation.settings must be a mapping of '
                          f'settings, got {args!r}')
     return name, args
 
