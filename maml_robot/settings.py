@@ -1,13 +1,17 @@
 """
 Typed settings: dataclass fields that carry their bounds, checks and command-line flags.
 
-A configuration dataclass declares each setting once: ``workers: int = setting(2, low=1)``
-with a docstring under it (the CleanRL ``Args`` style), and calls :func:`validate` in its
-``__post_init__``. From that declaration alone come: the check of a value (type from the
-annotation, bounds, choices) with an error naming the key and what to write (:func:`validate`,
-:func:`from_dict`), a command-line flag whose help is the docstring (:func:`add_flags`,
-:func:`flag_values`), and where the value goes in a nested configuration (:func:`section`).
-Adding a setting is adding its field; nothing else needs to change.
+A configuration dataclass declares each setting once: ``workers: int = setting(2,
+bounds='>= 1')`` with a docstring under it (the CleanRL ``Args`` style), and calls
+:func:`validate` in its ``__post_init__``. From that declaration alone come: the check of a
+value (type from the annotation, bounds, choices) with an error naming the key and what to write
+(:func:`validate`, :func:`from_dict`), a command-line flag whose help is the docstring
+(:func:`add_flags`, :func:`flag_values`), where the value goes in a nested configuration
+(:func:`section`), and, for the adapter node's settings (``OnlineConfig``, ``NodeConfig``), its
+ROS parameter: the docstring is its description, :func:`value_range` its range, ``live`` and
+``ros`` say whether it may change while the node runs and whether it is one
+(``maml_robot/ros/params.py`` builds the table). This is the one module that declares, documents
+and checks a setting. Adding a setting is adding its field; nothing else needs to change.
 """
 
 import argparse
@@ -16,6 +20,7 @@ from dataclasses import dataclass, field, fields
 import functools
 import inspect
 import math
+import numbers
 import re
 import textwrap
 import types
@@ -43,6 +48,11 @@ class Spec:
     """Command-line flag name without '--' (default: the key with '-' for '_'); False: none."""
     to: tuple | None = None
     """``(section, key)``: where the value goes in a nested configuration (:func:`section`)."""
+    live: bool = False
+    """A node's setting that may change while the node runs (applied at once); else it waits
+    for the next configure."""
+    ros: bool = True
+    """A node's setting declared as a ROS parameter of the node (False: Python only)."""
 
 
 def setting(default, **spec) -> typing.Any:
@@ -138,7 +148,22 @@ def _in_bounds(spec: Spec, value) -> bool:
 
 
 def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    """Return True for an integer (numpy's too), never for a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def value_range(f) -> tuple:
+    """
+    Return ``(low, high)`` of a number setting as its type (None: unbounded on that side).
+
+    The limits of its ``bounds`` whether open or closed: a ROS parameter's range is closed, so
+    '> 0' gives low 0 there while :func:`check_value` still refuses 0 itself.
+    """
+    spec, (base, _) = spec_of(f), kind_of(f)
+    if spec.bounds is None:
+        return None, None
+    cast = float if base is float else int
+    return tuple(None if v is None else cast(v) for v in limits(spec.bounds)[:2])
 
 
 def check_value(f, value):
@@ -148,9 +173,12 @@ def check_value(f, value):
         return None
     bad = ValueError(f'{f.name}: expected {expected(f)}, got {value!r}')
     if base is int:
-        ok = _is_int(value) and _in_bounds(spec, value)
+        ok = _is_int(value)
+        value = int(value) if ok else value
+        ok = ok and _in_bounds(spec, value)
     elif base is float:
-        ok = (_is_int(value) or isinstance(value, float)) and math.isfinite(value)
+        ok = isinstance(value, numbers.Real) and not isinstance(value, bool) \
+            and math.isfinite(value)
         value = float(value) if ok else value
         ok = ok and _in_bounds(spec, value)
     elif base is bool:
@@ -160,7 +188,7 @@ def check_value(f, value):
     else:  # 'ints'
         ok = isinstance(value, (list, tuple)) and len(value) > 0 and all(
             _is_int(v) and _in_bounds(spec, v) for v in value)
-        value = tuple(value) if ok else value
+        value = tuple(int(v) for v in value) if ok else value
     if ok and spec.check is not None:
         ok = bool(spec.check(value))
     elif ok and spec.choices is not None:
@@ -171,7 +199,7 @@ def check_value(f, value):
 
 
 def validate(obj) -> None:
-    """Check every field of the dataclass ``obj`` in place (types normalized: int -> float)."""
+    """Check every field of the dataclass ``obj`` in place (int -> float, numpy -> Python)."""
     for f in fields(obj):
         object.__setattr__(obj, f.name, check_value(f, getattr(obj, f.name)))
 
@@ -203,19 +231,20 @@ def field_docs(cls) -> dict:
     """
     Return ``{field name: docstring}``: the string literal under each field of ``cls``.
 
-    Read from the class's source (as tyro does); empty when the source is not available.
+    Read from the source of ``cls`` and of the classes it derives from (as tyro does), white
+    space folded; a class whose source is not available (built in, made at run time) adds none.
     """
-    try:
-        tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
-    except (OSError, TypeError):
-        return {}
-    body = tree.body[0].body
     docs = {}
-    for node, after in zip(body, body[1:]):
-        if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
-                and isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant)
-                and isinstance(after.value.value, str)):
-            docs[node.target.id] = ' '.join(inspect.cleandoc(after.value.value).split())
+    for klass in reversed(cls.__mro__[:-1]):
+        try:
+            body = ast.parse(textwrap.dedent(inspect.getsource(klass))).body[0].body
+        except (OSError, TypeError):
+            continue
+        for node, after in zip(body, body[1:]):
+            if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
+                    and isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant)
+                    and isinstance(after.value.value, str)):
+                docs[node.target.id] = ' '.join(after.value.value.split())
     return docs
 
 

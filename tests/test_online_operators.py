@@ -233,8 +233,8 @@ def test_operator_defaults_to_the_checkpoint_and_settings_override_it(tmp_path):
         online.load_adapter(MODEL, online.OnlineConfig(adaptation='es', adaptation_args='sigma'))
     with pytest.raises(ValueError, match='no setting'):
         online.load_adapter(MODEL, online.OnlineConfig(adaptation='es', adaptation_args='b=1'))
-    with pytest.raises(ValueError, match=r"adaptation must be str \(one of '', pg, hill_climb, "
-                                         r"es\), got 'cma'"):
+    with pytest.raises(ValueError, match=r"adaptation: expected one of \('', 'pg', 'hill_climb', "
+                                         r"'es'\), got 'cma'"):
         online.OnlineConfig(adaptation='cma')
 
 
@@ -247,7 +247,8 @@ def test_the_old_inner_steps_name_still_works_with_a_warning():
         assert online.OnlineConfig(steps_per_batch=2, inner_steps=2).steps_per_batch == 2
     with pytest.raises(ValueError, match='inner_steps=2 and steps_per_batch=3 disagree'):
         online.OnlineConfig(inner_steps=2, steps_per_batch=3)
-    with pytest.raises(ValueError, match=r'steps_per_batch must be int in \[1, 100\], got 0'):
+    with pytest.raises(ValueError, match=r'steps_per_batch: expected an integer in \[1, 100\], '
+                                         'got 0'):
         online.OnlineConfig(steps_per_batch=0)
     with pytest.warns(FutureWarning, match='steps_per_batch'):
         assert evaluate.AdaptConfig(1, 2, inner_steps=3).steps_per_batch == 3

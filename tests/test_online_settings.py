@@ -4,8 +4,8 @@ from dataclasses import dataclass, fields
 
 from maml_robot.online import OnlineConfig
 from maml_robot.online.node_config import NodeConfig
-from maml_robot.online.settings import check_fields, setting, settings_of
 from maml_robot.ros.params import descriptor, params_from
+from maml_robot.settings import setting, validate
 import pytest
 
 
@@ -15,7 +15,7 @@ class ExtendedConfig(OnlineConfig):
 
     update_rule: str = 'pg'
     """Online update rule: pg, hill_climb or es."""
-    window_seconds: float = setting(2.5, low=0.5, high=10.0)
+    window_seconds: float = setting(2.5, bounds='[0.5, 10.0]')
     """A ranged float."""
 
 
@@ -28,7 +28,7 @@ def test_a_new_field_becomes_a_parameter_with_its_docstring_and_range():
     # Python-only: synchronous, and the old name inner_steps (a params file is told to rename)
     python_only = {'synchronous', 'inner_steps'}
     assert set(table) == {f.name for f in fields(ExtendedConfig)} - python_only
-    with pytest.raises(ValueError, match=r'window_seconds must be float in \[0.5, 10.0\], '
+    with pytest.raises(ValueError, match=r'window_seconds: expected a number in \[0.5, 10.0\], '
                                          'got 11.0'):
         ExtendedConfig(window_seconds=11.0)
 
@@ -52,15 +52,22 @@ def test_every_online_and_node_field_is_a_parameter_of_the_node():
 
 
 @pytest.mark.parametrize('cls, name, value, match', [
-    (OnlineConfig, 'state_timeout', '0.5', "state_timeout must be float in .*got '0.5'"),
-    (OnlineConfig, 'max_param_delta', [1.0], r'max_param_delta must be float .*got \[1.0\]'),
-    (OnlineConfig, 'inner_steps', True, 'inner_steps must be int in .*got True'),
-    (OnlineConfig, 'inner_steps', 1.5, 'inner_steps must be int'),
-    (OnlineConfig, 'adapt', 1, 'adapt must be bool, got 1'),
-    (OnlineConfig, 'rollouts_per_step', 1001, r'rollouts_per_step must be int in \[1, 1000\]'),
-    (NodeConfig, 'trigger', 'bogus', r'trigger must be str \(one of state, timer\)'),
-    (NodeConfig, 'limit_tolerance', -0.1, r'limit_tolerance must be float in \[0.0, 1.0\]'),
-    (NodeConfig, 'robot_description_timeout', float('nan'), 'robot_description_timeout'),
+    (OnlineConfig, 'state_timeout', '0.5',
+     r"state_timeout: expected a number in \[0.001, 60.0\], got '0.5'"),
+    (OnlineConfig, 'max_param_delta', [1.0],
+     r'max_param_delta: expected a number in \[1e-6, 1e6\], got \[1.0\]'),
+    (OnlineConfig, 'inner_steps', True,
+     r'inner_steps: expected an integer in \[1, 100\], got True'),
+    (OnlineConfig, 'inner_steps', 1.5, 'inner_steps: expected an integer in .*got 1.5'),
+    (OnlineConfig, 'adapt', 1, 'adapt: expected true or false, got 1'),
+    (OnlineConfig, 'rollouts_per_step', 1001,
+     r'rollouts_per_step: expected an integer in \[1, 1000\], got 1001'),
+    (NodeConfig, 'trigger', 'bogus',
+     r"trigger: expected one of \('state', 'timer'\), got 'bogus'"),
+    (NodeConfig, 'limit_tolerance', -0.1, r'limit_tolerance: expected a number in \[0.0, 1.0\]'),
+    (NodeConfig, 'robot_description_timeout', float('nan'),
+     'robot_description_timeout: expected a number in .*got nan'),
+    (NodeConfig, 'seed', 2 ** 31, r'seed: expected an integer in \[0, 2147483647\]'),
 ])
 def test_settings_refuse_a_wrong_type_or_range_by_name(cls, name, value, match):
     with pytest.raises(ValueError, match=match):
@@ -72,12 +79,87 @@ def test_numbers_are_normalized_to_the_field_type():
     config = OnlineConfig(state_timeout=1, steps_per_batch=np.int64(3))
     assert type(config.state_timeout) is float and config.state_timeout == 1.0
     assert type(config.steps_per_batch) is int
-    check_fields(config)
+    validate(config)
 
 
-def test_settings_of_refuses_a_field_no_ros_parameter_can_hold():
+def test_params_from_refuses_a_field_no_ros_parameter_can_hold():
     @dataclass
     class Bad:
         gains: tuple = (1.0, 2.0)
-    with pytest.raises(TypeError, match=r'Bad.gains: a setting needs a default of type bool'):
-        settings_of(Bad)
+    with pytest.raises(TypeError, match=r'Bad.gains: a ROS parameter needs a type and a default '
+                                        'of bool, int, float or str'):
+        params_from(Bad)
+
+    @dataclass
+    class Mixed:
+        rate: float = 1
+    with pytest.raises(TypeError, match=r'Mixed.rate: .* got <class .float.> = 1'):
+        params_from(Mixed)
+
+    @dataclass
+    class PythonOnly:
+        gains: tuple[int, ...] = setting((1, 2), ros=False)
+        rate: float = 2.0
+    assert [p.name for p in params_from(PythonOnly)] == ['rate']
+
+
+# The adapter's parameters as main declared them before the two settings modules became one
+# (maml_robot/online/settings.py's low=/high= against maml_robot/settings.py's bounds=): name,
+# default (its type is the parameter's), the ROS range (from_value, to_value), the choices.
+PINNED = [
+    ('checkpoint', 'reacher', None, None),
+    ('control_rate_hz', 0.0, (0.0, 1000.0), None),
+    ('trigger', 'state', None, ('state', 'timer')),
+    ('command_topic', '/forward_effort_controller/commands', None, None),
+    ('command_joint_order', '', None, None),
+    ('command_type', 'array', None, ('array', 'trajectory')),
+    ('reward_source', 'internal', None, ('internal', 'topic')),
+    ('robot_description', '', None, None),
+    ('robot_description_timeout', 2.0, (0.0, 600.0), None),
+    ('require_robot_description', False, None, None),
+    ('limit_tolerance', 0.01, (0.0, 1.0), None),
+    ('device', 'cpu', None, ('cpu', 'auto')),
+    ('torch_threads', 1, (1, 256), None),
+    ('persist_path', '', None, None),
+    ('seed', 0, (0, 2 ** 31 - 1), None),
+    ('diagnostics_period', 1.0, (0.01, 3600.0), None),
+    ('autostart', False, None, None),
+    ('adapt', True, None, None),
+    ('adaptation', '', None, ('', 'pg', 'hill_climb', 'es')),
+    ('adaptation_args', '', None, None),
+    ('steps_per_batch', 1, (1, 100), None),
+    ('rollouts_per_step', 20, (1, 1000), None),
+    ('episode_steps', 0, (0, 1000000), None),
+    ('min_episode_steps', 0, (0, 1000000), None),
+    ('state_timeout', 0.1, (0.001, 60.0), None),
+    ('max_param_delta', 1.0, (1e-6, 1e6), None),
+    ('rate_limit', 0.0, (0.0, 2.0), None),
+    ('ramp_in_steps', 10, (0, 100000), None),
+    ('fade_in_steps', 25, (0, 100000), None),
+    ('accept_window', 0, (0, 1000), None),
+    ('rollback_margin', 0.1, (0.0, 10.0), None),
+    ('divergence_margin', 0.5, (0.0, 100.0), None),
+    ('rollback_z', 1.64, (0.0, 10.0), None),
+    ('reward_limit', 1e6, (1e-6, 1e300), None),
+]
+
+
+@pytest.mark.parametrize('name, default, span, choices', PINNED, ids=[p[0] for p in PINNED])
+def test_every_existing_parameter_keeps_its_type_default_range_and_choices(
+        name, default, span, choices):
+    from maml_robot.ros.adapter_node import PARAMETERS
+    param = {p.name: p for p in PARAMETERS}[name]
+    assert (param.default, type(param.default)) == (default, type(default))
+    assert param.choices == choices
+    desc = descriptor(param)
+    assert desc.description == param.description and param.description
+    assert desc.additional_constraints == ('one of: ' + ', '.join(choices) if choices else '')
+    ranges = list(desc.integer_range) + list(desc.floating_point_range)
+    if span is None:
+        assert (ranges, param.low, param.high) == ([], None, None)
+        return
+    kind = type(default)
+    assert ranges == list(desc.integer_range if kind is int else desc.floating_point_range)
+    assert (ranges[0].from_value, ranges[0].to_value, ranges[0].step) == span + (
+        (1,) if kind is int else (0.0,))
+    assert type(param.low) is type(param.high) is kind

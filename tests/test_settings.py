@@ -8,7 +8,7 @@ from maml_robot.meta.inner import InnerConfig
 from maml_robot.meta.promp import ProMPConfig
 from maml_robot.meta.trpo import TRPOConfig
 from maml_robot.settings import (add_flags, field_docs, flag_values, from_dict, section,
-                                 setting, spec_of, validate)
+                                 setting, spec_of, validate, value_range)
 from maml_robot.train_config import TrainConfig
 import pytest
 
@@ -113,6 +113,25 @@ def test_a_new_field_needs_only_its_declaration():
     with pytest.raises(ValueError, match='wait_s: expected a number > 0, got 0'):
         from_dict(Grown, {'wait_s': 0})
     assert field_docs(Grown)['wait_s'] == 'Seconds to wait for a worker.'
+    assert field_docs(Grown)['count'] == 'How many; 100% of them.'     # from the base class
+
+
+def test_value_range_gives_the_limits_as_the_setting_type():
+    ranges = {f.name: value_range(f) for f in fields(Example)}
+    assert ranges['count'] == (1, None) and type(ranges['count'][0]) is int
+    assert ranges['rate'] == (0.0, 1.0) and type(ranges['rate'][0]) is float  # open low: 0
+    assert ranges['horizon'] == (1, 10)
+    assert ranges['on'] == ranges['mode'] == (None, None)
+
+
+def test_numpy_numbers_are_taken_as_python_ones():
+    import numpy as np
+    ex = Example(count=np.int64(2), rate=np.float32(0.5), sizes=[np.int32(3)])
+    assert (type(ex.count), type(ex.rate), type(ex.sizes[0])) == (int, float, int)
+    with pytest.raises(ValueError, match='count: expected an integer >= 1'):
+        Example(count=np.int64(0))
+    with pytest.raises(ValueError, match='on: expected true or false'):
+        Example(on=np.bool_(True))
 
 
 def test_section_collects_the_fields_sent_to_a_nested_config():

@@ -5,7 +5,7 @@ from typing import Callable, Optional
 import warnings
 
 from maml_robot.actuation import Actuation
-from maml_robot.online.settings import check_fields, setting
+from maml_robot.settings import setting, validate
 import numpy as np
 
 
@@ -27,8 +27,9 @@ class OnlineConfig:
     """
     Settings of the online adapter; the adapter node declares a ROS parameter for each field.
 
-    Each field's docstring is its description, :func:`~maml_robot.online.settings.setting`
-    gives its range and whether it may change while the node runs (``live``).
+    Each field's docstring is its description, :func:`~maml_robot.settings.setting` gives its
+    range (``bounds``), choices, whether it may change while the node runs (``live``) and
+    whether it is a ROS parameter (``ros``).
     """
 
     adapt: bool = setting(True, live=True)
@@ -41,50 +42,50 @@ class OnlineConfig:
     adaptation_args: str = ''
     """Settings of a derivative-free operator, comma-separated KEY=VALUE (as `maml-robot eval
     --adaptation-args`), e.g. 'sigma=0.01,batch=4,episodes=2'; over the checkpoint's own."""
-    steps_per_batch: int = setting(1, low=1, high=100)
+    steps_per_batch: int = setting(1, bounds='[1, 100]')
     """pg: inner_step calls per update, all on the same batch of live episodes (unlike
     training's inner_steps, each on fresh rollouts)."""
-    rollouts_per_step: int = setting(20, low=1, high=1000)
+    rollouts_per_step: int = setting(20, bounds='[1, 1000]')
     """Live episodes collected under the current parameters before each update (the shipped
     policies were meta-trained for one step on 20 rollouts)."""
-    episode_steps: int = setting(0, low=0, high=1000000)
+    episode_steps: int = setting(0, bounds='[0, 1000000]')
     """Control steps per episode; 0 takes the checkpoint's episode length."""
-    min_episode_steps: int = setting(0, low=0, high=1000000)
+    min_episode_steps: int = setting(0, bounds='[0, 1000000]')
     """Shorter episodes (cut by a reset signal) are not learned from; 0 = half an episode."""
-    state_timeout: float = setting(0.1, low=0.001, high=60.0, live=True)
+    state_timeout: float = setting(0.1, bounds='[0.001, 60.0]', live=True)
     """Seconds without fresh state before the hold command is sent and adaptation freezes."""
-    max_param_delta: float = setting(1.0, low=1e-6, high=1e6, live=True)
+    max_param_delta: float = setting(1.0, bounds='[1e-6, 1e6]', live=True)
     """Largest L2 norm of one update over all parameters; a larger step is scaled down to it."""
-    rate_limit: float = setting(0.0, low=0.0, high=2.0, live=True)
+    rate_limit: float = setting(0.0, bounds='[0.0, 2.0]', live=True)
     """Largest change of a normalized action per control step; 0 disables the rate limit."""
-    ramp_in_steps: int = setting(10, low=0, high=100000)
+    ramp_in_steps: int = setting(10, bounds='[0, 100000]')
     """Control steps of hold command after start, e-stop release or a sensor outage."""
-    fade_in_steps: int = setting(25, low=0, high=100000)
+    fade_in_steps: int = setting(25, bounds='[0, 100000]')
     """Control steps over which the policy's action is blended in after the ramp-in."""
-    accept_window: int = setting(0, low=0, high=1000)
+    accept_window: int = setting(0, bounds='[0, 1000]')
     """Episodes an adapted policy is evaluated on before it is accepted or rolled back; 0 =
     rollouts_per_step: the episodes the next update needs anyway, so judging costs none."""
-    rollback_margin: float = setting(0.1, low=0.0, high=10.0, live=True)
+    rollback_margin: float = setting(0.1, bounds='[0.0, 10.0]', live=True)
     """Roll back when the window return is below the previous one by this fraction of |it|."""
-    divergence_margin: float = setting(0.5, low=0.0, high=100.0, live=True)
+    divergence_margin: float = setting(0.5, bounds='[0.0, 100.0]', live=True)
     """Revert to the meta-parameters when the return falls this fraction of |meta| below it."""
-    rollback_z: float = setting(1.64, low=0.0, high=10.0, live=True)
+    rollback_z: float = setting(1.64, bounds='[0.0, 10.0]', live=True)
     """A drop also has to exceed this many standard errors of the difference of the two mean
     returns (episode returns vary with the goal and start state); 1.64 keeps the chance of
     rolling back an update that changed nothing near 5 %; 0 judges on the margins alone."""
-    reward_limit: float = setting(1e6, low=1e-6, high=1e300, live=True)
+    reward_limit: float = setting(1e6, bounds='[1e-6, 1e300]', live=True)
     """Largest plausible |reward| of one step: a larger (or non-finite) reward drops the running
     episode like a broken sensor, so returns, and the references the rollback and divergence
     guards compare with, stay finite and bounded."""
     synchronous: bool = setting(False, ros=False)
     """Run updates inline in act() (deterministic tests); False runs them on their own thread."""
-    inner_steps: int = setting(1, low=1, high=100, ros=False)
+    inner_steps: int = setting(1, bounds='[1, 100]', ros=False)
     """Deprecated name of steps_per_batch: a value other than 1 is taken as steps_per_batch
     (with a FutureWarning); set steps_per_batch instead."""
 
     def __post_init__(self):
         """Check every field against its type and range; the message says which to change."""
-        check_fields(self)
+        validate(self)
         self._take_renamed()
 
     def _take_renamed(self):

@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass
 
-from maml_robot.online.settings import check_fields, setting
+from maml_robot.settings import setting, validate
 
 
 @dataclass(frozen=True)
@@ -15,7 +15,7 @@ class NodeConfig:
 
     checkpoint: str = setting('reacher')
     """Meta-policy: a .safetensors path or a shipped model name (maml_robot/models)."""
-    control_rate_hz: float = setting(0.0, low=0.0, high=1000.0)
+    control_rate_hz: float = setting(0.0, bounds='[0.0, 1000.0]')
     """Command rate; 0 = the control period the checkpoint was trained at."""
     trigger: str = setting('state', choices=('state', 'timer'))
     """state: one command per joint_states message (at most control_rate_hz), computed on
@@ -34,28 +34,28 @@ class NodeConfig:
     robot_description: str = setting('')
     """The robot's URDF file; '' = read the robot_description topic (std_msgs/String,
     transient local, as robot_state_publisher publishes it)."""
-    robot_description_timeout: float = setting(2.0, low=0.0, high=600.0)
+    robot_description_timeout: float = setting(2.0, bounds='[0.0, 600.0]')
     """Seconds configure waits for the robot_description topic (when robot_description is '');
     0 = do not read the topic."""
     require_robot_description: bool = setting(False)
     """True: configure fails without a robot description (file or topic); False: it then
     clamps to the limits of the URDF the checkpoint was trained with, and warns."""
-    limit_tolerance: float = setting(0.01, low=0.0, high=1.0)
+    limit_tolerance: float = setting(0.01, bounds='[0.0, 1.0]')
     """Largest relative difference between the robot's limits (effort, position, velocity) and
     the ones the checkpoint was trained with; beyond it configure fails, naming the joint."""
     device: str = setting('cpu', choices=('cpu', 'auto'))
     """Torch device of the online policy (it is tiny: CPU is fastest)."""
-    torch_threads: int = setting(1, low=1, high=256)
+    torch_threads: int = setting(1, bounds='[1, 256]')
     """Torch intra-op threads."""
     persist_path: str = setting('')
     """Save accepted adapted parameters here and resume from them on restart; '' = off."""
-    seed: int = setting(0, low=0, high=2 ** 31 - 1)
+    seed: int = setting(0, bounds='[0, 2147483647]')  # 2 ** 31 - 1
     """Seed of the exploration noise."""
-    diagnostics_period: float = setting(1.0, low=0.01, high=3600.0)
+    diagnostics_period: float = setting(1.0, bounds='[0.01, 3600.0]')
     """Seconds between /diagnostics messages."""
     autostart: bool = setting(False)
     """Configure and activate at start-up (no lifecycle manager)."""
 
     def __post_init__(self):
         """Check every field against its type, range and choices."""
-        check_fields(self)
+        validate(self)

@@ -15,10 +15,10 @@ from maml_robot.online.inputs import LiveInputs, PlausibleJoints
 from maml_robot.online.loading import check_checkpoint_exists
 from maml_robot.online.node_config import NodeConfig
 from maml_robot.online.robot_limits import ROBOT_DESCRIPTION_TOPIC, robot_model
-from maml_robot.online.settings import settings_of
 from maml_robot.online.trigger import ACT, DROP, StateTrigger
 from maml_robot.ros import conversions
-from maml_robot.ros.params import check_value, declare_all, find_param, params_from, read_all
+from maml_robot.ros.params import (check_value, declare_all, find_param, live_names,
+                                   params_from, read_all)
 from maml_robot.ros.spin import run_node
 from nav_msgs.msg import Odometry
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
@@ -34,7 +34,7 @@ PARAMETERS = params_from(NodeConfig) + params_from(OnlineConfig)
 """The node's parameters: every field of NodeConfig and OnlineConfig (maml_robot/online)."""
 NODE_FIELDS = tuple(p.name for p in params_from(NodeConfig))
 CONFIG_FIELDS = tuple(p.name for p in params_from(OnlineConfig))
-LIVE_FIELDS = tuple(s.name for s in settings_of(OnlineConfig) if s.ros and s.live)
+LIVE_FIELDS = live_names(OnlineConfig)
 """Applied at once when set while configured; any other change waits for the next configure."""
 
 

@@ -1,11 +1,11 @@
 """Declare ROS parameters from one table (name, default, description, range) and read them."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 import difflib
 import math
 from typing import Any, Optional
 
-from maml_robot.online.settings import settings_of
+from maml_robot.settings import field_docs, kind_of, spec_of, value_range
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.exceptions import ParameterException
 
@@ -22,15 +22,38 @@ class Param:
     choices: Optional[tuple] = None
 
 
+ROS_TYPES = (bool, int, float, str)
+"""Types a parameter declared from a setting can have (the scalar types of ROS parameters)."""
+
+
 def params_from(settings_class) -> tuple:
     """
     Return the Param table of a settings dataclass (``OnlineConfig``, ``NodeConfig``).
 
-    Every field not marked ``setting(..., ros=False)``, with its default, its docstring as
-    the description, and its range and choices: a new field is a new parameter.
+    Every field not marked ``setting(..., ros=False)`` (:mod:`maml_robot.settings`), with its
+    default, its docstring as the description, its ``bounds`` as the range and its choices: a
+    new field is a new parameter. TypeError names a field no ROS parameter can hold.
     """
-    return tuple(Param(s.name, s.default, s.description, s.low, s.high, s.choices)
-                 for s in settings_of(settings_class) if s.ros)
+    docs = field_docs(settings_class)
+    table = []
+    for f in fields(settings_class):
+        spec = spec_of(f)
+        if not spec.ros:
+            continue
+        if type(f.default) not in ROS_TYPES or kind_of(f) != (type(f.default), False):
+            raise TypeError(f'{settings_class.__name__}.{f.name}: a ROS parameter needs a type '
+                            f'and a default of bool, int, float or str, got {f.type} = '
+                            f'{f.default!r} (setting(..., ros=False) keeps it Python-only)')
+        low, high = value_range(f)
+        table.append(Param(f.name, f.default, docs.get(f.name, f.name.replace('_', ' ')),
+                           low, high, tuple(spec.choices) if spec.choices else None))
+    return tuple(table)
+
+
+def live_names(settings_class) -> tuple:
+    """Return the names of the parameters of ``settings_class`` marked ``setting(live=True)``."""
+    return tuple(f.name for f in fields(settings_class)
+                 if spec_of(f).ros and spec_of(f).live)
 
 
 def descriptor(param: Param) -> ParameterDescriptor:
