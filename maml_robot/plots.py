@@ -40,6 +40,40 @@ def _oracle_beats_random(results):
     return bool(shared) and all(refs['oracle'][t] > refs['random'][t] for t in shared)
 
 
+def _y_key(report, y):
+    """Return 'score' or 'return': ``y``, or for 'auto' the score when it is meaningful."""
+    if y not in ('auto', 'score', 'return'):
+        raise ValueError(f"y must be 'auto', 'score' or 'return'; got {y!r}")
+    if y == 'auto':
+        return 'score' if _has_scores(report.summary) and _oracle_beats_random(report.results) \
+            else 'return'
+    return y
+
+
+def _colour(method, used):
+    """Return the method's palette colour, or another free one when it is taken (and mark it)."""
+    colour = PALETTE.get(method)
+    if colour is None or colour in used:  # a second result of one method: another colour
+        colour = next(f'C{j}' for j in (5, 6, 8, 9, 4, 3, 2, 1, 0) if f'C{j}' not in used)
+    used.add(colour)
+    return colour
+
+
+def _draw(axes, label, colour, series, max_step, max_env):
+    """Draw one label's mean line and CI band on both panels (a reference: flat lines)."""
+    steps, env, mean, low, high = series
+    style = '--' if len(steps) == 1 else '-'
+    for ax, xs, right in ((axes[0], steps, max_step), (axes[1], env, max_env)):
+        if len(steps) == 1:  # a reference: a flat line across the panel
+            xs, mean_, low_, high_ = [0, right], mean * 2, low * 2, high * 2
+        else:
+            mean_, low_, high_ = mean, low, high
+        ax.plot(xs, mean_, style, color=colour, marker=None if len(steps) == 1 else 'o',
+                markersize=3.5, label=label)
+        if all(math.isfinite(v) for v in low_ + high_):
+            ax.fill_between(xs, low_, high_, color=colour, alpha=0.18, linewidth=0)
+
+
 def plot_curves(report, path, *, title=None, y='auto'):
     """
     Write the adaptation curves of ``report`` to a PNG at ``path``.
@@ -56,36 +90,19 @@ def plot_curves(report, path, *, title=None, y='auto'):
     summary = report.summary
     if not summary:
         raise ValueError('cannot plot an empty report: it has no summary rows')
-    if y not in ('auto', 'score', 'return'):
-        raise ValueError(f"y must be 'auto', 'score' or 'return'; got {y!r}")
-    if y == 'auto':
-        y = 'score' if _has_scores(summary) and _oracle_beats_random(report.results) \
-            else 'return'
-    key = y
+    key = _y_key(report, y)
     ylabel = 'normalized score' if key == 'score' else 'mean return'
     labels = list(dict.fromkeys(r['label'] for r in summary))
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.8), sharey=True, layout='constrained')
     max_step = max(int(r['step']) for r in summary)
     max_env = max(float(r['env_steps']) for r in summary) or 1.0
     used = set()
-    for i, label in enumerate(labels):
+    for label in labels:
         method, steps, env, mean, low, high = _series(summary, label, key)
         if not all(math.isfinite(v) for v in mean):
             continue
-        colour = PALETTE.get(method)
-        if colour is None or colour in used:  # a second result of one method: another colour
-            colour = next(f'C{j}' for j in (5, 6, 8, 9, 4, 3, 2, 1, 0) if f'C{j}' not in used)
-        used.add(colour)
-        style = '--' if len(steps) == 1 else '-'
-        for ax, xs, right in ((axes[0], steps, max_step), (axes[1], env, max_env)):
-            if len(steps) == 1:  # a reference: a flat line across the panel
-                xs, mean_, low_, high_ = [0, right], mean * 2, low * 2, high * 2
-            else:
-                mean_, low_, high_ = mean, low, high
-            ax.plot(xs, mean_, style, color=colour, marker=None if len(steps) == 1 else 'o',
-                    markersize=3.5, label=label)
-            if all(math.isfinite(v) for v in low_ + high_):
-                ax.fill_between(xs, low_, high_, color=colour, alpha=0.18, linewidth=0)
+        _draw(axes, label, _colour(method, used), (steps, env, mean, low, high), max_step,
+              max_env)
     axes[0].set_xlabel('adaptation steps')
     axes[1].set_xlabel('env steps spent adapting (per task)')
     axes[0].set_ylabel(ylabel)

@@ -213,31 +213,14 @@ class Sampler:
         other group's actions. The grouping depends only on ``N``, so results never depend on
         the number of workers.
         """
-        num_tasks = len(tasks)
-        shape = (num_tasks, num_rollouts)
-        used, pool = num_tasks * num_rollouts, self.backend.num_envs
+        shape = (len(tasks), num_rollouts)
+        used, pool = len(tasks) * num_rollouts, self.backend.num_envs
         horizon, dev = self.horizon, self.device
         obs_dim, act_dim = policy.config.obs_dim, policy.config.act_dim
         groups = min(GROUPS, num_rollouts) if self.pipeline else 1
-        env_tasks = [task for task in tasks for _ in range(num_rollouts)]
-        self.backend.set_tasks(env_tasks + [tasks[-1]] * (pool - used))  # idle envs: any task
-        seeds = np.zeros(pool, dtype=np.int64)
-        seeds[:used] = env_seeds
-        obs_bn = self.backend.reset(seeds)[:used].reshape(shape + (obs_dim,))  # shared view
+        obs_bn = self._reset_pool(tasks, env_seeds, num_rollouts).reshape(shape + (obs_dim,))
         staging = np.zeros((pool, act_dim), dtype=np.float32)  # actions handed to the pool
-        gen = torch.Generator(device=dev)
-        gen.manual_seed(noise_seed)
-        params_b = {k: v.detach().to(dev) for k, v in params_b.items()}
-        if all(v.dim() > 0 and v.stride(0) == 0 for v in params_b.values()):
-            # every task has the same params (expand_params, e.g. pre-update sampling): one
-            # plain batched MLP call, no vmap overhead; same noise draws as the vmapped call
-            single = {k: v[0] for k, v in params_b.items()}
-
-            def act(obs):
-                return policy.sample(single, obs, generator=gen)
-        else:
-            def act(obs):  # per-task params: one call vmapped over the task dim
-                return policy.batched_sample(params_b, obs, generator=gen)
+        act = _actor(policy, params_b, noise_seed, dev)
         obs_buf = torch.zeros((horizon,) + shape + (obs_dim,), device=dev)  # (T, B, N, obs)
         act_buf = torch.zeros((horizon,) + shape + (act_dim,), device=dev)  # (T, B, N, act)
         logp_buf = torch.zeros((horizon,) + shape, device=dev)              # (T, B, N)
@@ -280,14 +263,21 @@ class Sampler:
                 if in_flight[g] is not None:
                     finish(g)
         self.env_steps += int(mask_buf.sum())
+        return _episodes_tbn(obs_buf, act_buf, rew_buf, mask_buf, logp_buf, dev)
 
-        def arrange(x):  # (T, B, N, ...) -> (B, N, T, ...)
-            x = torch.as_tensor(x, device=dev)
-            return x.permute(1, 2, 0, *range(3, x.dim())).contiguous()
+    def _reset_pool(self, tasks, env_seeds, num_rollouts):
+        """
+        Give the pool's first envs their tasks and reset them with ``env_seeds``.
 
-        return Episodes(observations=arrange(obs_buf), actions=arrange(act_buf),
-                        rewards=arrange(rew_buf), mask=arrange(mask_buf),
-                        log_probs=arrange(logp_buf))
+        Returns the first envs' observations, a view of the pool's shared buffer (the next
+        steps write into it): (B * N, obs_dim). The idle envs get any task and seed 0.
+        """
+        used, pool = len(tasks) * num_rollouts, self.backend.num_envs
+        env_tasks = [task for task in tasks for _ in range(num_rollouts)]
+        self.backend.set_tasks(env_tasks + [tasks[-1]] * (pool - used))  # idle envs: any task
+        seeds = np.zeros(pool, dtype=np.int64)
+        seeds[:used] = env_seeds
+        return self.backend.reset(seeds)[:used]
 
     def _episodes_from_workers(self, policy, params_b, tasks, env_seeds, shape):
         """
@@ -324,3 +314,37 @@ class Sampler:
         return Episodes(observations=arrange(out['observations']),
                         actions=arrange(out['actions']), rewards=arrange(out['rewards']),
                         mask=mask, log_probs=arrange(out['log_probs']))
+
+
+def _actor(policy, params_b, noise_seed, dev):
+    """
+    Return ``act(obs) -> (actions, log_probs)`` for (B, N_g, obs_dim) observations.
+
+    The noise comes from one generator seeded with ``noise_seed``. When every task has the
+    same parameters (``expand_params``, e.g. pre-update sampling) it is one plain batched MLP
+    call, without vmap overhead and with the same noise draws as the vmapped call; otherwise
+    one call vmapped over the task dim.
+    """
+    gen = torch.Generator(device=dev)
+    gen.manual_seed(noise_seed)
+    params_b = {k: v.detach().to(dev) for k, v in params_b.items()}
+    if all(v.dim() > 0 and v.stride(0) == 0 for v in params_b.values()):
+        single = {k: v[0] for k, v in params_b.items()}
+
+        def act(obs):
+            return policy.sample(single, obs, generator=gen)
+    else:
+        def act(obs):  # per-task params: one call vmapped over the task dim
+            return policy.batched_sample(params_b, obs, generator=gen)
+    return act
+
+
+def _episodes_tbn(obs_buf, act_buf, rew_buf, mask_buf, logp_buf, dev):
+    """Return ``Episodes`` (B, N, T, ...) from the step buffers (T, B, N, ...)."""
+    def arrange(x):  # (T, B, N, ...) -> (B, N, T, ...)
+        x = torch.as_tensor(x, device=dev)
+        return x.permute(1, 2, 0, *range(3, x.dim())).contiguous()
+
+    return Episodes(observations=arrange(obs_buf), actions=arrange(act_buf),
+                    rewards=arrange(rew_buf), mask=arrange(mask_buf),
+                    log_probs=arrange(logp_buf))

@@ -15,6 +15,7 @@ from maml_robot.scenario_control import CONTROL_KEYS, control_section
 from maml_robot.scenario_dynamics import (dynamics_section, MAX_SPLIT_SIZE,  # noqa: F401
                                           ScenarioWarning, SplitSpec)
 from maml_robot.scenario_kinematics import goal_section, kinematics_section
+from maml_robot.scenario_reader import Reader, ScenarioError
 from maml_robot.urdf import parse_urdf, UrdfError
 import numpy as np
 import yaml
@@ -24,21 +25,12 @@ REWARD_TERMS = ('goal_distance', 'control', 'forward_velocity', 'alive')
 TOP_KEYS = ('name', 'description', 'urdf', 'joints', 'control', 'sim', 'base', 'episode_steps',
             'initial_state', 'goal', 'kinematics', 'observation', 'reward', 'termination',
             'dynamics')
+REQUIRED_KEYS = ('name', 'urdf', 'joints', 'control', 'sim', 'base', 'episode_steps',
+                 'observation', 'reward', 'dynamics')
 
 
 MAX_EPISODE_STEPS = 100_000
 """Upper bound of ``episode_steps`` (100 000 steps: 33 min of simulated time at 50 Hz)."""
-
-
-class ScenarioError(ValueError):
-    """A malformed scenario: names the file, the dotted key and what was expected."""
-
-    def __init__(self, file, key, expected, got=None):
-        self.file, self.key, self.expected = str(file), key, expected
-        msg = f'{file}: {key}: expected {expected}'
-        if got is not None:
-            msg += f', got {got!r}'
-        super().__init__(msg)
 
 
 @dataclass(frozen=True, eq=False)
@@ -165,82 +157,6 @@ def file_sha256(path):
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-class _Reader:
-    """Typed access to the YAML mapping with errors that name the file and dotted key."""
-
-    def __init__(self, file):
-        self.file = file
-
-    def fail(self, key, expected, got=None):
-        raise ScenarioError(self.file, key, expected, got)
-
-    def mapping(self, data, key, allowed=None, required=()):
-        if not isinstance(data, dict):
-            self.fail(key, 'a mapping', data)
-        for k in data:
-            if allowed is not None and k not in allowed:
-                self.fail(f'{key}.{k}' if key else k, f'one of the known keys {list(allowed)}',
-                          'unknown key')
-        for k in required:
-            if k not in data:
-                self.fail(f'{key}.{k}' if key else k, 'this key to be present', 'missing')
-        return data
-
-    def number(self, value, key, lo=-math.inf, hi=math.inf, strict_lo=False):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) \
-                or not math.isfinite(value):
-            self.fail(key, 'a finite number', value)
-        if value < lo or value > hi or (strict_lo and value <= lo):
-            bound = f'> {lo}' if strict_lo else f'>= {lo}'
-            self.fail(key, f'a number {bound} and <= {hi}', value)
-        return float(value)
-
-    def integer(self, value, key, lo=None, hi=None):
-        if isinstance(value, bool) or not isinstance(value, int):
-            self.fail(key, 'an integer', value)
-        if lo is not None and value < lo:
-            self.fail(key, f'an integer >= {lo}', value)
-        if hi is not None and value > hi:
-            self.fail(key, f'an integer <= {hi}', value)
-        return value
-
-    def range_(self, value, key, lo=-math.inf):
-        """Return ((lo, hi), ...) from [lo, hi] or a list of such intervals."""
-        if isinstance(value, list) and value and all(isinstance(v, list) for v in value):
-            return tuple(self.range_(v, f'{key}[{i}]', lo)[0] for i, v in enumerate(value))
-        if not isinstance(value, list) or len(value) != 2:
-            self.fail(key, '[lo, hi] or a list of [lo, hi] intervals', value)
-        a = self.number(value[0], f'{key}[0]', lo=lo)
-        b = self.number(value[1], f'{key}[1]', lo=lo)
-        if a > b:
-            self.fail(key, '[lo, hi] with lo <= hi', value)
-        return ((a, b),)
-
-    def vector(self, value, key, n):
-        if not isinstance(value, list) or len(value) != n:
-            self.fail(key, f'a list of {n} numbers', value)
-        return tuple(self.number(v, f'{key}[{i}]') for i, v in enumerate(value))
-
-    def per_joint(self, value, key, names, default):
-        """Read a number for all joints, or a mapping joint -> number (others: ``default``)."""
-        if isinstance(value, dict):
-            for k in value:
-                if k not in names:
-                    self.fail(f'{key}.{k}', f'a controlled joint {list(names)}', k)
-            return np.array([self.number(value.get(n, default), f'{key}.{n}') for n in names])
-        return np.full(len(names), self.number(value, key))
-
-    def names(self, value, key, known, what):
-        if not isinstance(value, list) or not value:
-            self.fail(key, f'a non-empty list of {what}', value)
-        for i, v in enumerate(value):
-            if v not in known:
-                self.fail(f'{key}[{i}]', f'one of {sorted(known)}', v)
-        if len(set(value)) != len(value):
-            self.fail(key, f'distinct {what}', value)
-        return tuple(value)
-
-
 def resolve(name_or_path):
     """Return the YAML path for a shipped scenario name or a user's path."""
     text = str(name_or_path)
@@ -305,23 +221,22 @@ def _joints(r, data, model):
     return tuple(sorted(names))
 
 
-def build_scenario(data, path):
-    """Validate the YAML mapping ``data`` read from ``path``; return a Scenario."""
-    path = Path(path)
-    r = _Reader(path)
-    if not isinstance(data, dict):
-        r.fail('<top level>', 'a mapping of scenario keys', type(data).__name__)
-    required = ('name', 'urdf', 'joints', 'control', 'sim', 'base', 'episode_steps',
-                'observation', 'reward', 'dynamics')
-    r.mapping(data, '', TOP_KEYS, required=required)
+def _robot(r, data, path):
+    """Return the URDF path, its parsed model and the controlled joints (sorted)."""
     urdf_path = _urdf_path(r, data, path)
     try:
         model = parse_urdf(urdf_path)
     except UrdfError as err:
         raise ScenarioError(path, 'urdf', 'a valid URDF', str(err)) from None
-    names = _joints(r, data, model)
-    joints = [model.joints[n] for n in names]
+    return urdf_path, model, _joints(r, data, model)
 
+
+def _timing(r, data):
+    """
+    Return the control and sim mappings and the checked rate, timestep, frame skip and ground.
+
+    The control rate must be ``1 / (sim.timestep * sim.frame_skip)``.
+    """
     control = r.mapping(data['control'], 'control', CONTROL_KEYS, ('mode', 'rate_hz'))
     sim = r.mapping(data['sim'], 'sim', ('timestep', 'frame_skip', 'gravity', 'ground',
                                          'ground_friction'), ('timestep', 'frame_skip'))
@@ -334,18 +249,24 @@ def build_scenario(data, path):
     ground = sim.get('ground', True)
     if not isinstance(ground, bool):
         r.fail('sim.ground', 'true or false', ground)
+    return control, sim, {'control_rate_hz': rate, 'sim_timestep': timestep,
+                          'frame_skip': frame_skip, 'ground': ground}
+
+
+def _base(r, data, model):
+    """Return the base mapping: a link of the URDF, fixed or not (position read later)."""
     base = r.mapping(data['base'], 'base', ('link', 'fixed', 'position'), ('link', 'fixed'))
     if base['link'] not in model.links:
         r.fail('base.link', f'a link of the URDF {sorted(model.links)}', base['link'])
     if not isinstance(base['fixed'], bool):
         r.fail('base.fixed', 'true or false', base['fixed'])
-    init = r.mapping(data.get('initial_state', {}), 'initial_state',
-                     ('joint_position', 'joint_position_noise', 'joint_velocity_noise'))
-    initial_q = r.per_joint(init.get('joint_position', 0.0), 'initial_state.joint_position',
-                            names, 0.0)
-    actuation, uncontrolled = control_section(r, control, names, joints, initial_q)
-    obs = data['observation']
-    obs = r.names(obs, 'observation', set(OBSERVATION_TERMS), 'observation terms')
+    return base
+
+
+def _task_terms(r, data):
+    """Return the observation terms, the reward weights and the termination tests."""
+    obs = r.names(data['observation'], 'observation', set(OBSERVATION_TERMS),
+                  'observation terms')
     reward = r.mapping(data['reward'], 'reward', REWARD_TERMS)
     if not reward:
         r.fail('reward', f'at least one term of {list(REWARD_TERMS)}', reward)
@@ -356,12 +277,43 @@ def build_scenario(data, path):
         termination['base_height'] = r.range_(term['base_height'], 'termination.base_height')[0]
     if 'min_up' in term:
         termination['min_up'] = r.number(term['min_up'], 'termination.min_up', -1, 1)
-    kin = kinematics_section(r, data, names, model, base)
+    return obs, reward, termination
+
+
+def _goal(r, data, kin, terms, initial_q):
+    """Return the goal section's (radius, region) when one of ``terms`` needs a goal."""
     needs_goal = set(PLANAR_TERMS) | set(SPATIAL_TERMS) | {'goal_distance'}
-    used = needs_goal & (set(obs) | set(reward))
-    goal = region = None
+    used = needs_goal & terms
     if used:
-        goal, region = goal_section(r, data, kin, used, initial_q)
+        return goal_section(r, data, kin, used, initial_q)
+    return None, None
+
+
+def build_scenario(data, path):
+    """
+    Validate the YAML mapping ``data`` read from ``path``; return a Scenario.
+
+    Sections are checked in a fixed order (robot, timing, base, initial state, control,
+    observation and reward, kinematics and goal, dynamics splits, name and length; the
+    optional numbers with defaults last), so a file with several errors reports the same first.
+    """
+    path = Path(path)
+    r = Reader(path)
+    if not isinstance(data, dict):
+        r.fail('<top level>', 'a mapping of scenario keys', type(data).__name__)
+    r.mapping(data, '', TOP_KEYS, required=REQUIRED_KEYS)
+    urdf_path, model, names = _robot(r, data, path)
+    joints = [model.joints[n] for n in names]
+    control, sim, timing = _timing(r, data)
+    base = _base(r, data, model)
+    init = r.mapping(data.get('initial_state', {}), 'initial_state',
+                     ('joint_position', 'joint_position_noise', 'joint_velocity_noise'))
+    initial_q = r.per_joint(init.get('joint_position', 0.0), 'initial_state.joint_position',
+                            names, 0.0)
+    actuation, uncontrolled = control_section(r, control, names, joints, initial_q)
+    obs, reward, termination = _task_terms(r, data)
+    kin = kinematics_section(r, data, names, model, base)
+    goal, region = _goal(r, data, kin, set(obs) | set(reward), initial_q)
     payload_link, splits = dynamics_section(r, data, names, model)
     name = data['name']
     if not isinstance(name, str) or not name:
@@ -374,9 +326,8 @@ def build_scenario(data, path):
         effort_limits=actuation.effort_limit,     # read from the URDF once, in the actuation
         velocity_limits=np.array([j.velocity or math.inf for j in joints]),
         position_limits=actuation.position_limits,
-        actuation=actuation, uncontrolled=uncontrolled, control_rate_hz=rate,
-        sim_timestep=timestep, frame_skip=frame_skip,
-        gravity=r.number(sim.get('gravity', -9.81), 'sim.gravity'), ground=ground,
+        actuation=actuation, uncontrolled=uncontrolled, **timing,
+        gravity=r.number(sim.get('gravity', -9.81), 'sim.gravity'),
         ground_friction=r.number(sim.get('ground_friction', 1.0), 'sim.ground_friction', 0),
         base_link=base['link'], base_fixed=base['fixed'],
         base_position=r.vector(base.get('position', [0, 0, 0]), 'base.position', 3),

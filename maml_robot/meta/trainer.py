@@ -1,49 +1,30 @@
 """
 The meta-training loop: tasks -> pre-update rollouts -> adapt -> post-update rollouts -> meta-step.
 
-One :class:`Trainer` owns a run folder::
-
-    <out>/config.yaml          the resolved TrainConfig (a resumed run must match it)
-    <out>/progress.csv         a row per iteration: returns before/after adaptation, stats, timing
-    <out>/tensorboard/         the same numbers for TensorBoard
-    <out>/latest.safetensors   deployable checkpoint (maml_robot.checkpoint), every few iterations
-    <out>/best.safetensors     the checkpoint with the best post-adaptation return so far
-    <out>/resume.safetensors   exact training state (tensors + JSON) for ``--resume``
+One :class:`Trainer` owns a run folder (config.yaml, run.yaml, progress.csv, tensorboard/,
+latest/best checkpoints, resume.safetensors; :mod:`maml_robot.meta.run_folder`).
 
 ES-MAML (``algorithm: es_maml``) samples its own episodes in its learner's ``run_iteration``.
 Every iteration's randomness (tasks, rollout seeds, action noise) derives from
 ``SeedSequence([seed, iteration])``, so a resumed run repeats the uninterrupted one exactly.
 """
 
-import csv
 from dataclasses import asdict
-import io
 import math
 from pathlib import Path
 import time
-import uuid
 
-from maml_robot.atomic import write_text
 from maml_robot.checkpoint import Checkpoint, save_checkpoint
 from maml_robot.meta.learners import make_learner
+from maml_robot.meta.run_folder import (BEST_FILE, CSV_FILE, LATEST_FILE, prepare_run_folder,
+                                        ProgressLog, RESUME_FILE)
 from maml_robot.policy import expand_params, GaussianPolicy, ObsNormalizer, PolicyConfig
 from maml_robot.sampler import resolve_device, Sampler, SamplerError, ScenarioEnvFactory
 from maml_robot.train_config import TrainConfig
 from maml_robot.train_state import load_train_state, save_train_state
 import numpy as np
 import torch
-import yaml
 
-RESUME_FILE = 'resume.safetensors'
-LATEST_FILE = 'latest.safetensors'
-BEST_FILE = 'best.safetensors'
-CSV_FILE = 'progress.csv'
-RUN_FILE = 'run.yaml'
-"""The run's identity (``run_id``), written when it starts; every resume state carries it."""
-
-MAY_DIFFER_ON_RESUME = ('iterations', 'device', 'workers', 'checkpoint_every', 'step_timeout',
-                        'max_retries')
-"""TrainConfig keys a resumed run may change: the results stay (device: the last bits)."""
 # streams spawned from SeedSequence([seed, iteration]), in this order
 STREAMS = ('tasks', 'pre', 'post', 'learner')
 
@@ -61,7 +42,7 @@ def masked_returns(episodes) -> torch.Tensor:
 
 class Trainer:
     """
-    Meta-trains a policy on a scenario; see the module docstring for the run folder.
+    Meta-trains a policy on a scenario; the run folder: :mod:`maml_robot.meta.run_folder`.
 
     :param config: the run's :class:`TrainConfig`.
     :param out_dir: the run folder (created).
@@ -78,7 +59,7 @@ class Trainer:
         self.out = Path(out_dir)
         self.progress = progress
         self.device = resolve_device(cfg.device)
-        self._check_run_folder(resume)
+        self.run_id, self._resume_state = prepare_run_folder(self.out, cfg, resume)
         self.scenario = None
         if env_factory is None:
             from maml_robot.scenario import load_scenario
@@ -112,62 +93,9 @@ class Trainer:
         self.best_return = -math.inf
         self.env_steps = 0
         self.wall_time = 0.0
-        self._fields = None
+        self.log = ProgressLog(self.out / CSV_FILE)
         if resume:
             self._load_resume()
-
-    # ---------------------------------------------------------------------------- run folder
-    def _check_run_folder(self, resume: bool) -> None:
-        cfg_file = self.out / 'config.yaml'
-        self._resume_state = None
-        if resume:
-            if not cfg_file.is_file():
-                raise FileNotFoundError(f'{cfg_file} not found: nothing to resume in {self.out}')
-            with open(cfg_file, encoding='utf-8') as f:
-                saved = TrainConfig.from_dict(yaml.safe_load(f), str(cfg_file))
-            diff = _changed_keys(saved.to_dict(), self.config.to_dict())
-            if diff:
-                raise ValueError(f'--resume: settings {diff} differ from the run saved in '
-                                 f'{cfg_file}; drop those overrides or train into a new --out')
-            self._resume_state = self._check_resume_file(cfg_file, saved)
-            self.run_id = self._resume_state[1].get('run_id')
-        elif (self.out / RESUME_FILE).exists() or (self.out / CSV_FILE).exists():
-            raise ValueError(f'{self.out} already holds a training run; pass --resume to '
-                             'continue it, or choose another --out')
-        else:
-            self.run_id = uuid.uuid4().hex
-            self.out.mkdir(parents=True, exist_ok=True)
-            write_text(self.out / RUN_FILE, yaml.safe_dump({'run_id': self.run_id}))
-        write_text(cfg_file, yaml.safe_dump(self.config.to_dict(), sort_keys=False))
-
-    def _check_resume_file(self, cfg_file, saved: TrainConfig):
-        """
-        Return ``(state, info)`` of the resume file after checking it belongs to this folder.
-
-        The file must be whole (its sha256), come from this run (``run_id`` of run.yaml) and
-        have been saved with the settings of config.yaml (an edited seed or outer_lr would
-        otherwise resume with other numbers, or be recorded and not used).
-        """
-        path = self.out / RESUME_FILE
-        state, info = load_train_state(path)
-        run_file = self.out / RUN_FILE
-        if run_file.is_file() and info.get('run_id') is not None:
-            with open(run_file, encoding='utf-8') as f:
-                run_id = (yaml.safe_load(f) or {}).get('run_id')
-            if info['run_id'] != run_id:
-                raise ValueError(f'--resume: {path} belongs to another run (run_id '
-                                 f'{info["run_id"]}, {run_file} of this folder says {run_id}); '
-                                 "restore this run's own resume file or start a new run")
-        recorded = info.get('config')
-        if recorded is not None:
-            diff = _changed_keys(recorded, saved.to_dict())
-            if diff:
-                values = ', '.join(f'{k}: {recorded.get(k)!r} -> {saved.to_dict().get(k)!r}'
-                                   for k in diff)
-                raise ValueError(f'--resume: {cfg_file} was edited after the run started '
-                                 f'({values}; the run recorded the former in {path}); undo '
-                                 'the edit, or train into a new --out')
-        return state, info
 
     # --------------------------------------------------------------------------- iterations
     def run_iteration(self, it: int) -> dict:
@@ -248,7 +176,7 @@ class Trainer:
                 self.iteration = it + 1
                 self.wall_time += time.perf_counter() - start
                 row['wall_time'] = self.wall_time
-                self._log(row, writer)
+                self.log.append(row, writer)
                 improved = row['post_return'] > self.best_return
                 if improved:
                     self.best_return = row['post_return']
@@ -278,22 +206,6 @@ class Trainer:
         """Stop the workers and release the main-process env (``run`` does this itself)."""
         self.sampler.close()
         self.task_env.close()
-
-    # ------------------------------------------------------------------------------- logging
-    def _log(self, row: dict, writer) -> None:
-        path = self.out / CSV_FILE
-        if self._fields is None:
-            self._fields = list(row)
-        new_file = not path.exists()
-        with open(path, 'a', newline='', encoding='utf-8') as f:
-            w = csv.DictWriter(f, fieldnames=self._fields, extrasaction='ignore')
-            if new_file:
-                w.writeheader()
-            w.writerow(row)
-        for key, value in row.items():
-            if key != 'iteration':
-                writer.add_scalar(f'train/{key}', value, row['iteration'])
-        writer.flush()
 
     # ------------------------------------------------------------------------ state / resume
     def _snapshot(self) -> dict:
@@ -329,26 +241,7 @@ class Trainer:
         self.best_return = -math.inf if best is None else float(best)
         self.env_steps = int(info['env_steps'])
         self.wall_time = float(info['wall_time'])
-        self._truncate_csv(self.iteration)
-
-    def _truncate_csv(self, iterations_done: int) -> None:
-        """Drop log rows of iterations after the saved state (they will be run again)."""
-        path = self.out / CSV_FILE
-        if not path.exists():
-            return
-        with open(path, newline='', encoding='utf-8') as f:
-            rows = list(csv.DictReader(f))
-            fields = list(rows[0]) if rows else None
-        rows = [r for r in rows if int(r['iteration']) < iterations_done]
-        if fields is None:
-            path.unlink()
-            return
-        self._fields = fields
-        text = io.StringIO(newline='')
-        w = csv.DictWriter(text, fieldnames=fields)
-        w.writeheader()
-        w.writerows(rows)
-        write_text(path, text.getvalue())
+        self.log.truncate(self.iteration)
 
     def make_checkpoint(self) -> Checkpoint:
         """Return the deployable checkpoint of the current state (tensors copied)."""
@@ -388,12 +281,6 @@ class Trainer:
 def build_learner(cfg: TrainConfig, policy, params):
     """Return the outer learner (maml_robot.meta.learners) the config asks for."""
     return make_learner(cfg.algorithm, policy, params, cfg.inner_config(), cfg.outer_config())
-
-
-def _changed_keys(before: dict, after: dict) -> list:
-    """Return the TrainConfig keys that differ and that a resumed run may not change."""
-    return [k for k in sorted(set(before) & set(after))   # a key an older run lacks: skipped
-            if k not in MAY_DIFFER_ON_RESUME and before.get(k) != after.get(k)]
 
 
 def _scalar(value) -> float:

@@ -104,6 +104,42 @@ def mean_actions(job: RolloutJob, row: int, obs: np.ndarray) -> np.ndarray:
     return x @ p['mean.weight'][row].T + p['mean.bias'][row]
 
 
+def _reset(envs, job: RolloutJob, on_env) -> np.ndarray:
+    """Reset env ``e`` with ``job.seeds[e]`` for every episode; return observations (E, obs)."""
+    obs = []
+    for e in range(job.num_envs):
+        if on_env is not None:
+            on_env(e)
+        obs.append(envs[e].reset(seed=int(job.seeds[e]))[0])
+    return np.asarray(obs, dtype=np.float32).reshape(job.num_envs, -1)
+
+
+def _exploration(job: RolloutJob, act_dim: int) -> tuple:
+    """
+    Return ``(noise, log_std, row_of, std)`` of the job's episodes.
+
+    ``noise`` (E, T, act_dim): standard normal draws from each episode's own generator (None
+    for an empty job); ``log_std`` (B or 1, act_dim); ``row_of`` (E,): each episode's
+    parameter row; ``std`` (E, act_dim): its standard deviation (zeros when deterministic).
+    """
+    noise = np.stack([np.random.default_rng([int(s), NOISE_STREAM]).standard_normal(
+        (job.horizon, act_dim), dtype=np.float32) for s in job.seeds]) if job.num_envs else None
+    log_std = np.asarray(job.params['log_std'], dtype=np.float32)  # (B or 1, act_dim)
+    shared = log_std.shape[0] == 1                              # one parameter row for all
+    row_of = np.zeros(job.num_envs, dtype=np.int64) if shared else np.asarray(job.task_index)
+    std = np.exp(log_std)[row_of]                               # (E, act_dim) per env
+    if job.deterministic:
+        std = np.zeros_like(std)                                # actions = mean actions
+    return noise, log_std, row_of, std
+
+
+def _task_groups(job: RolloutJob, shared: bool) -> list:
+    """Return per task ``(parameter row, its envs, their rows of the task's policy call)``."""
+    return [(0 if shared else int(b), members, job.slot[members])
+            for b, members in ((b, np.flatnonzero(job.task_index == b))
+                               for b in np.unique(job.task_index))]
+
+
 def run_episodes(envs, job: RolloutJob, low: np.ndarray, high: np.ndarray, on_env=None) -> dict:
     """
     Run one episode on each of ``envs`` (``job.num_envs`` of them) and return the arrays.
@@ -113,33 +149,20 @@ def run_episodes(envs, job: RolloutJob, low: np.ndarray, high: np.ndarray, on_en
     Gaussian log-density of each sampled action under the policy that drew it, as
     ``GaussianPolicy.log_prob`` computes it); steps after an episode ended are zeros with mask
     0. ``on_env(e)`` is called before touching env ``e`` (error reports name it).
+
+    The per-step loop stays in this one function: it is the workers' hot loop, and the
+    once-per-call work around it (reset, noise, task groups, log-probs) is what is split out.
     """
     num, horizon = job.num_envs, job.horizon
     act_dim = low.shape[0]
-    obs = []
-    for e in range(num):
-        if on_env is not None:
-            on_env(e)
-        obs.append(envs[e].reset(seed=int(job.seeds[e]))[0])
-    obs = np.asarray(obs, dtype=np.float32).reshape(num, -1)
+    obs = _reset(envs, job, on_env)
     obs_dim = obs.shape[1]
     out_obs = np.zeros((num, horizon, obs_dim), dtype=np.float32)
     out_act = np.zeros((num, horizon, act_dim), dtype=np.float32)
     rewards = np.zeros((num, horizon), dtype=np.float32)
     mask = np.zeros((num, horizon), dtype=np.float32)
-    log_probs = np.zeros((num, horizon), dtype=np.float32)
-    noise = np.stack([np.random.default_rng([int(s), NOISE_STREAM]).standard_normal(
-        (horizon, act_dim), dtype=np.float32) for s in job.seeds]) if num else None
-    log_std = np.asarray(job.params['log_std'], dtype=np.float32)  # (B or 1, act_dim)
-    shared = log_std.shape[0] == 1                              # one parameter row for all
-    row_of = np.zeros(num, dtype=np.int64) if shared else np.asarray(job.task_index)
-    std = np.exp(log_std)[row_of]                               # (E, act_dim) per env
-    if job.deterministic:
-        std = np.zeros_like(std)                                # actions = mean actions
-    # per task: its parameter row, its envs and their rows of the task's policy call
-    groups = [(0 if shared else int(b), members, job.slot[members])
-              for b, members in ((b, np.flatnonzero(job.task_index == b))
-                                 for b in np.unique(job.task_index))]
+    noise, log_std, row_of, std = _exploration(job, act_dim)
+    groups = _task_groups(job, shared=log_std.shape[0] == 1)
     batch = np.zeros((job.slots, obs_dim), dtype=np.float32)   # one task's policy input
     means = np.zeros((num, horizon, act_dim), dtype=np.float32)
     alive = np.ones(num, dtype=bool)
@@ -173,12 +196,18 @@ def run_episodes(envs, job: RolloutJob, low: np.ndarray, high: np.ndarray, on_en
                 alive[e] = False
         obs[live] = step_obs
         rewards[live, t] = step_rewards
-    if num and not job.deterministic:  # log N(a; mean, std) over act_dim, as GaussianPolicy
-        z = (out_act - means) / std[:, None]
-        log_norm = (-log_std - np.float32(0.5 * LOG_2PI)).sum(-1)[row_of]   # (E,)
-        log_probs = ((np.float32(-0.5) * z * z).sum(-1) + log_norm[:, None]) * mask
+    log_probs = np.zeros((num, horizon), dtype=np.float32)
+    if num and not job.deterministic:
+        log_probs = _log_probs(out_act, means, std, log_std, row_of, mask)
     return {'observations': out_obs, 'actions': out_act, 'rewards': rewards, 'mask': mask,
             'log_probs': log_probs}
+
+
+def _log_probs(actions, means, std, log_std, row_of, mask) -> np.ndarray:
+    """Return log N(a; mean, std) summed over act_dim (E, T), as GaussianPolicy; 0 where masked."""
+    z = (actions - means) / std[:, None]
+    log_norm = (-log_std - np.float32(0.5 * LOG_2PI)).sum(-1)[row_of]   # (E,)
+    return ((np.float32(-0.5) * z * z).sum(-1) + log_norm[:, None]) * mask
 
 
 def batches(num_episodes: int, num_envs: int) -> list:
