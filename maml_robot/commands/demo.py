@@ -9,7 +9,7 @@ import time
 from maml_robot.checkpoint import save_checkpoint
 from maml_robot.commands.arguments import domain_id
 from maml_robot.dynamics import sample_tasks
-from maml_robot.ros.launcher import node_command, NodeProcesses
+from maml_robot.ros import launcher
 from maml_robot.scenario import load_scenario
 
 HELP = ('sim robot with unseen dynamics + online adapter over real ROS 2 topics; prints the '
@@ -252,20 +252,20 @@ def run(args):
     title = f'reacher, test task {index}:\n{task.describe(scenario)}'
     print(f'robot: {title.replace(chr(10), " ")}\ncheckpoint: {ckpt}\n'
           f'ROS_DOMAIN_ID {domain}; logs in {out / "logs"}')
-    sim = node_command('sim_node', overrides={
+    sim = launcher.node_command('sim_node', overrides={
         'task_split': 'test', 'task_index': index, 'real_time_factor': args.real_time_factor,
         'seed': args.seed, 'episode_cycle': args.rollouts_per_step, 'start_paused': True})
     persist = out / 'adapted.safetensors'     # the adapted policy, kept for inspection
     if persist.exists():
         persist.unlink()                        # each demo starts from the meta-policy
-    adapter = node_command('adapter_node', overrides={
+    adapter = launcher.node_command('adapter_node', overrides={
         'checkpoint': str(ckpt), 'use_sim_time': True, 'reward_source': 'topic', 'seed': args.seed,
         'trigger': args.trigger,
         'rollouts_per_step': args.rollouts_per_step,   # judged on as many (accept_window 0)
         'persist_path': str(persist), 'ramp_in_steps': 0, 'fade_in_steps': 5})
     episode_wall = scenario.episode_steps * scenario.control_period / args.real_time_factor
     timeout = 60 + 3 * args.episodes * episode_wall
-    with NodeProcesses(domain, log_dir=out / 'logs') as procs:
+    with launcher.NodeProcesses(domain, log_dir=out / 'logs') as procs:
         procs.start('sim_node', sim)
         procs.start('adapter_node', adapter)
         rows = collect(domain, args.episodes, timeout, procs)
