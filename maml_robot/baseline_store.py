@@ -15,6 +15,8 @@ import time
 from typing import Any, Callable
 
 from maml_robot.atomic import atomic_path, write_text
+from maml_robot.sampler import Sampler, ScenarioEnvFactory
+from maml_robot.scenario import load_scenario
 import torch
 
 DEFAULT_MAX_ENVS = 64
@@ -45,9 +47,6 @@ class EnvSource:
     @classmethod
     def from_scenario(cls, name_or_path):
         """Build the source of a shipped scenario name, a scenario YAML path or a snapshot."""
-        from maml_robot.sampler import ScenarioEnvFactory
-        from maml_robot.scenario import load_scenario
-
         scenario = load_scenario(name_or_path)
         # What defines the robot and its tasks; file locations are left out on purpose, so a
         # cache copied to another machine still hits.
@@ -82,7 +81,6 @@ class EnvSource:
 
     def sampler(self, workers, seed=0, device='cpu', max_envs=DEFAULT_MAX_ENVS):
         """Return a Sampler over this source's envs."""
-        from maml_robot.sampler import Sampler
         return Sampler(env_factory=self.make_env, horizon=self.horizon, num_workers=workers,
                        seed=seed, device=device, max_envs=max_envs)
 
@@ -123,6 +121,7 @@ class BaselineCache:
 
     def sb3_model(self, path, train_fn):
         """Load the SB3 PPO at ``path`` or train it with ``train_fn() -> model`` and save it."""
+        # lazy: stable_baselines3 (0.25 s) only when an SB3 model is trained or loaded
         from stable_baselines3 import PPO
 
         path = Path(path)
@@ -137,6 +136,7 @@ class BaselineCache:
         return model
 
     def _sidecar(self, path, wall_s, env_steps):
+        # lazy: stable_baselines3 (0.25 s) only when an SB3 model is trained or loaded
         import stable_baselines3
         info = {'wall_s': wall_s, 'env_steps': env_steps, 'scenario': self.source.name,
                 'fingerprint': self.source.fingerprint, 'torch': torch.__version__,

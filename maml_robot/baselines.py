@@ -15,9 +15,12 @@ from maml_robot import sb3_bridge
 from maml_robot.atomic import atomic_path
 from maml_robot.baseline_store import (arch_tag, BaselineCache, DEFAULT_MAX_ENVS, EnvSource,
                                        TASK_FILTERS, task_key)
-from maml_robot.evaluate import adaptation_result, AdaptConfig
+from maml_robot.evaluate import adaptation_result, AdaptConfig, episode_returns
+from maml_robot.policy import expand_params, GaussianPolicy, PolicyConfig, stack_params
 from maml_robot.results import MethodResult
 import numpy as np
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 
 KINDS = ('ppo-dr', 'multitask', 'oracle', 'random')
 """What ``maml-robot baseline --kind`` accepts."""
@@ -97,8 +100,6 @@ def _dr_model(cfg, source, cache, seed):
 
 def _sample_returns(sampler, policy, params_b, tasks, rollouts, seed, step):
     """Return (mean, std) of the returns of ``rollouts`` per task, shape (B,) each."""
-    from maml_robot.evaluate import episode_returns
-
     episodes = sampler.sample(policy, params_b, tasks, rollouts,
                               seed=np.random.SeedSequence([seed, step]))
     returns = episode_returns(episodes)                               # (B, R)
@@ -113,6 +114,7 @@ def _finetune_params(cfg, source, model_path, venv, task, seed):
     ``venv`` holds ``R`` envs (reused across tasks); each step is one PPO update on exactly
     ``R`` fresh episodes of ``T`` steps: the meta-policy's per-step env budget.
     """
+    # lazy: stable_baselines3 (0.25 s) only when an SB3 model is trained or loaded
     from stable_baselines3 import PPO
 
     for env in venv.envs:
@@ -132,8 +134,6 @@ def _finetune_params(cfg, source, model_path, venv, task, seed):
 
 def _policy_config(model):
     """Return our PolicyConfig for an SB3 model trained with sb3_bridge.policy_kwargs()."""
-    from maml_robot.policy import PolicyConfig
-
     kwargs = model.policy_kwargs
     names = {v: k for k, v in sb3_bridge.ACTIVATION_MODULES.items()}
     return PolicyConfig(obs_dim=int(np.prod(model.observation_space.shape)),
@@ -211,7 +211,6 @@ def run_oracle(cfg, source, cache, tasks, task_ids, sampler, progress=None):
             if progress is not None:
                 progress.update(1)
         train_s = time.perf_counter() - start
-        from maml_robot.policy import stack_params
         for eval_seed in cfg.eval_seeds:
             mean, std = _sample_returns(sampler, policy, stack_params(params), tasks,
                                         cfg.rollouts, eval_seed, 0)
@@ -227,6 +226,7 @@ def run_oracle(cfg, source, cache, tasks, task_ids, sampler, progress=None):
 
 def run_ppo_dr(cfg, source, cache, tasks, task_ids, sampler, progress=None):
     """PPO-DR zero-shot (step 0) and fine-tuned with PPO on each task, ``R`` episodes a step."""
+    # lazy: stable_baselines3 (0.25 s) only when an SB3 model is trained or loaded
     from stable_baselines3.common.vec_env import DummyVecEnv
 
     venv = DummyVecEnv([sb3_bridge.EnvMaker(source.make_env, source.horizon)] * cfg.rollouts)
@@ -237,8 +237,6 @@ def run_ppo_dr(cfg, source, cache, tasks, task_ids, sampler, progress=None):
 
 
 def _run_ppo_dr(cfg, source, cache, tasks, task_ids, sampler, venv, progress):
-    from maml_robot.policy import expand_params, stack_params
-
     steps = np.arange(cfg.adapt_steps + 1)
     per_step = cfg.rollouts * source.horizon
     arrays = {k: [] for k in ('returns', 'returns_std', 'env_steps', 'wall_s')}
@@ -280,13 +278,9 @@ def _run_ppo_dr(cfg, source, cache, tasks, task_ids, sampler, venv, progress):
 
 def multitask_params(cfg, source, cache, seed):
     """Return ``(policy, params)`` of the multi-task policy, cached as safetensors."""
-    from safetensors.torch import load_file, save_file
-
     path = cache.folder('multitask', cfg.train_steps, seed) / 'params.safetensors'
     if path.exists() and (not cache.retrain or path in cache.trained):
         params = load_file(str(path))
-        from maml_robot.policy import GaussianPolicy, PolicyConfig
-        from safetensors import safe_open
         with safe_open(str(path), 'pt') as handle:
             config = PolicyConfig.from_dict(json.loads(handle.metadata()['policy_config']))
         return GaussianPolicy(config), params

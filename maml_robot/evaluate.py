@@ -10,12 +10,16 @@ on rollouts that the evaluated parameters have never seen, and the env-step cost
 ``theta_k`` is ``k * R`` episodes.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 import time
 from typing import Optional
 import warnings
 
 from maml_robot import stats
+from maml_robot.checkpoint import load_checkpoint
+from maml_robot.meta.inner import inner_step
+from maml_robot.policy import expand_params, stack_params, unstack_params
+from maml_robot.results import MethodResult
 import numpy as np
 import torch
 
@@ -234,9 +238,6 @@ def adapt_tasks(policy, params, tasks, sampler, cfg, *, seed=0, progress=None, k
     :returns: dict of numpy arrays ``returns, returns_std, env_steps`` of shape ``(B, K + 1)``
         and ``wall_s`` of shape ``(K + 1,)`` (cumulative, all tasks).
     """
-    from maml_robot.meta.inner import inner_step
-    from maml_robot.policy import expand_params, stack_params, unstack_params
-
     n_tasks, n_steps = len(tasks), cfg.adapt_steps + 1
     out = {name: np.zeros((n_tasks, n_steps)) for name in ('returns', 'returns_std', 'env_steps')}
     out['wall_s'] = np.zeros(n_steps)
@@ -279,10 +280,6 @@ def adaptation_result(starts, tasks, task_ids, sampler, cfg, *, eval_seeds, meth
     :param eval_seeds: evaluation seeds; runs are ``group/seed`` for each pair.
     :returns: a :class:`~maml_robot.results.MethodResult`.
     """
-    from dataclasses import replace
-
-    from maml_robot.results import MethodResult
-
     runs, groups, outs = [], [], []
     for group, policy, params, lr in starts:
         start_cfg = cfg if lr is None else replace(cfg, lr=lr)
@@ -325,8 +322,6 @@ def evaluate_checkpoints(paths, source, tasks, task_ids, sampler, *, adapt_steps
     :param source: a :class:`maml_robot.baseline_store.EnvSource` (scenario name and fingerprint).
     :returns: a :class:`~maml_robot.results.MethodResult` with ``method='maml'``.
     """
-    from maml_robot.checkpoint import load_checkpoint
-
     checkpoints = [load_checkpoint(p) for p in paths]
     first = checkpoints[0]
     for path, ckpt in zip(paths, checkpoints):

@@ -16,9 +16,15 @@ operator compares them on equal terms, as a robot that replays the same goals wo
 otherwise each candidate gets its own episodes.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 import time
+import warnings
 
+from maml_robot.checkpoint import load_checkpoint
+from maml_robot.meta.operators import (candidate_returns, MeanActionPolicy, OPERATORS,
+                                       run_round)
+from maml_robot.policy import stack_params
+from maml_robot.results import MethodResult
 import numpy as np
 
 MEASURES = ('mean', 'stochastic')
@@ -51,7 +57,6 @@ class OperatorEvalConfig:
 
 def _measure(policy, params_b, tasks, sampler, rollouts, mode, seed):
     """Return (mean, std) of fresh episode returns per task, each (B,)."""
-    from maml_robot.meta.operators import candidate_returns, MeanActionPolicy
     actor = policy if mode == 'stochastic' else MeanActionPolicy(policy)
     episodes = sampler.sample(actor, params_b, tasks, rollouts, seed=seed)  # (B, R, T)
     returns = np.stack([candidate_returns(episodes.task(b)) for b in range(len(tasks))])
@@ -98,9 +103,6 @@ def operator_curve(op, policy, params, tasks, sampler, cfg, *, seed=0, progress=
         measure, ``env_steps`` (B, K + 1), ``episodes`` (K + 1,) live episodes used before each
         point, ``wall_s`` (K + 1,) cumulative, and ``params`` the final per-task dicts.
     """
-    from maml_robot.meta.operators import run_round
-    from maml_robot.policy import stack_params
-
     start = time.perf_counter()
     current = [{k: v.detach() for k, v in params.items()} for _ in tasks]
     rngs = [np.random.default_rng([seed, 2, b]) for b in range(len(tasks))]
@@ -140,10 +142,6 @@ def make_operator(name, policy, lr, inner_kwargs, settings):
     ``max_delta``); ``pg`` also gets the checkpoint's policy, step size and advantage settings.
     ``pg``'s old setting ``inner_steps`` is taken as ``steps_per_batch`` (FutureWarning).
     """
-    from dataclasses import fields
-    import warnings
-
-    from maml_robot.meta.operators import OPERATORS
     if name not in OPERATORS:
         raise ValueError(f'--adaptation {name!r} unknown; use one of {sorted(OPERATORS)}')
     cls = OPERATORS[name]
@@ -194,9 +192,6 @@ def evaluate_operator(paths, source, tasks, task_ids, sampler, *, adaptation, se
     :returns: a :class:`~maml_robot.results.MethodResult` (``method='maml'``) whose steps are
         rounds; ``config['live_episodes']`` holds the live episodes used before each step.
     """
-    from maml_robot.checkpoint import load_checkpoint
-    from maml_robot.results import MethodResult
-
     runs, groups, outs, main = [], [], [], cfg.measure[0]
     for i, path in enumerate(paths):
         ckpt = load_checkpoint(path)

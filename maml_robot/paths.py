@@ -16,6 +16,7 @@ def _candidates():
     yield Path(__file__).resolve().parent.parent
     # colcon / ament install: share/maml_robot registered in the ament index.
     try:
+        # lazy: ament_index_python exists only in a ROS install (optional for pip users)
         from ament_index_python.packages import get_package_share_directory
         yield Path(get_package_share_directory(PACKAGE))
     except Exception:  # noqa: B902 - the ament index is optional (missing package or module)
@@ -62,7 +63,8 @@ def urdf_candidates(text: str, base: Path) -> list:
     scenario's folder) and then the package's ``urdf/``.
     """
     if text.startswith('pybullet_data://'):
-        import pybullet_data   # only scenarios that name it need the wheel's data
+        # lazy: the adapter node runs without pybullet; only pybullet_data:// URDFs need it
+        import pybullet_data
         rel = text[len('pybullet_data://'):]
         return [Path(pybullet_data.getDataPath()) / rel]
     if text.startswith('package://'):

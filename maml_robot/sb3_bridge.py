@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 import gymnasium as gym
 from gymnasium.wrappers import TimeLimit
+from maml_robot.policy import GaussianPolicy
 import numpy as np
 import torch
 
@@ -68,6 +69,7 @@ class EnvMaker:
 
     def __call__(self):
         """Build the env (wrapped in TimeLimit and SB3's Monitor)."""
+        # lazy: stable_baselines3 (0.25 s) only when an SB3 model is trained or loaded
         from stable_baselines3.common.monitor import Monitor
 
         env = TimeLimit(self.make_env(), max_episode_steps=self.horizon)
@@ -121,6 +123,7 @@ def policy_kwargs(policy_config):
 
 def make_vec_env(makers, workers=1):
     """Return a VecEnv over ``makers``: in-process, or subprocesses when ``workers > 1``."""
+    # lazy: stable_baselines3 (0.25 s) only when an SB3 model is trained or loaded
     from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
     if workers > 1 and len(makers) > 1:
@@ -130,12 +133,14 @@ def make_vec_env(makers, workers=1):
 
 def quiet_logger():
     """Return an SB3 logger that writes nothing (SB3's default makes a /tmp/SB3-* folder)."""
+    # lazy: stable_baselines3 (0.25 s) only when an SB3 model is trained or loaded
     from stable_baselines3.common.logger import Logger
     return Logger(folder=None, output_formats=[])
 
 
 def train_ppo(venv, total_steps, seed, policy_config, ppo=PPOConfig(), device='cpu'):
     """Train SB3 PPO on ``venv`` for ``total_steps`` env steps; return the model."""
+    # lazy: stable_baselines3 (0.25 s) only when an SB3 model is trained or loaded
     from stable_baselines3 import PPO
 
     if total_steps < 1:
@@ -154,8 +159,6 @@ def sb3_to_params(model, policy_config):
     The returned policy has no observation normalization (SB3 saw raw observations) and no
     observation clip. Raises ValueError when the SB3 network is not the same architecture.
     """
-    from maml_robot.policy import GaussianPolicy
-
     sb3 = model.policy
     layers = list(sb3.mlp_extractor.policy_net)
     linears = [m for m in layers if isinstance(m, torch.nn.Linear)]

@@ -3,6 +3,7 @@
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from maml_robot.checkpoint import load_checkpoint
 from maml_robot.meta.es_maml import ES_OPERATORS, ESMAMLConfig
 from maml_robot.meta.inner import InnerConfig
 from maml_robot.meta.learners import config_from_dict, LEARNERS
@@ -180,7 +181,6 @@ class TrainConfig:
         """
         if self.init_checkpoint is None:
             return None
-        from maml_robot.checkpoint import load_checkpoint
         ckpt = load_checkpoint(self.init_checkpoint, expect=expect)
         net = ckpt.policy_config
         if (tuple(net.hidden_sizes), net.activation) != (self.hidden_sizes, self.activation):

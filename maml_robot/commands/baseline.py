@@ -3,7 +3,14 @@
 import os
 from pathlib import Path
 
+from maml_robot import baselines, sb3_bridge
+from maml_robot.checkpoint import load_checkpoint
 from maml_robot.commands.evaluate import add_common_arguments, checkpoint_arg
+from maml_robot.meta.inner import InnerConfig
+from maml_robot.policy import PolicyConfig
+from maml_robot.results import write_json
+import torch
+from tqdm import tqdm
 
 HELP = ('Train/evaluate a baseline on the same tasks and budgets as `maml-robot eval`: '
         'ppo-dr, multitask, oracle or random. Models are cached; results go to --out.')
@@ -18,10 +25,8 @@ def default_cache():
 
 def add_arguments(parser):
     """Add the ``baseline`` options."""
-    from maml_robot.baselines import KINDS
-
     parser.add_argument('--scenario', required=True, help='scenario name or YAML path')
-    parser.add_argument('--kind', required=True, choices=KINDS, help='which baseline')
+    parser.add_argument('--kind', required=True, choices=baselines.KINDS, help='which baseline')
     parser.add_argument('--out', type=Path, required=True,
                         help='folder for the result (<out>/<kind>.json)')
     add_common_arguments(parser)
@@ -52,11 +57,6 @@ def add_arguments(parser):
 
 def _network_and_inner(args, source):
     """Return (PolicyConfig, inner lr, inner kwargs) from --checkpoint or the defaults."""
-    from maml_robot import sb3_bridge
-    from maml_robot.checkpoint import load_checkpoint
-    from maml_robot.meta.inner import InnerConfig
-    from maml_robot.policy import PolicyConfig
-
     obs_dim, low, _ = sb3_bridge.env_bounds(source.make_env)
     if args.checkpoint is None:
         if args.kind == 'multitask' and args.inner_lr is None:
@@ -84,12 +84,6 @@ def _network_and_inner(args, source):
 
 def run(args):
     """Train or load the baseline, evaluate it, write ``<out>/<kind>.json``."""
-    import torch
-    from tqdm import tqdm
-
-    from maml_robot import baselines, sb3_bridge
-    from maml_robot.results import write_json
-
     torch.set_num_threads(args.torch_threads)
     source = baselines.EnvSource.from_scenario(args.scenario)
     policy_config, lr, inner_kwargs = _network_and_inner(args, source)

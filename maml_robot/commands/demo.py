@@ -6,7 +6,11 @@ from pathlib import Path
 import threading
 import time
 
+from maml_robot.checkpoint import save_checkpoint
 from maml_robot.commands.arguments import domain_id
+from maml_robot.dynamics import sample_tasks
+from maml_robot.ros import launcher
+from maml_robot.scenario import load_scenario
 
 HELP = ('sim robot with unseen dynamics + online adapter over real ROS 2 topics; prints the '
         'return per episode and plots it')
@@ -41,7 +45,6 @@ def add_arguments(parser):
 
 def pick_task(scenario):
     """Return (index, task): the test task with a reversed motor and the heaviest payload."""
-    from maml_robot.dynamics import sample_tasks
     tasks = sample_tasks(scenario, None, 'test')
     reversed_ = [i for i, t in enumerate(tasks) if -1 in t.motor_direction]
     pool = reversed_ or range(len(tasks))
@@ -55,7 +58,7 @@ def checkpoint_path(args, scenario, out):
         return Path(args.checkpoint)
     if MODEL.is_file():
         return MODEL
-    from maml_robot.checkpoint import save_checkpoint
+    # lazy: the online adapter package (0.03 s) only when no shipped model exists
     from maml_robot.online import fresh_checkpoint
     path = out / 'untrained_reacher.safetensors'
     save_checkpoint(path, fresh_checkpoint(scenario, seed=0))
@@ -84,6 +87,7 @@ def call(node, client, request, deadline, procs):
 
 def start_when_active(node, deadline, procs):
     """Unpause the sim once the adapter is active: its episode 1 is then the sim's episode 1."""
+    # lazy: ROS 2 is optional for pip users; `maml-robot --help` must not load rclpy
     from lifecycle_msgs.srv import GetState
     from std_srvs.srv import SetBool
     state = node.create_client(GetState, '/adapter_node/get_state')
@@ -101,6 +105,7 @@ def start_when_active(node, deadline, procs):
 
 def collect(domain, episodes, timeout, procs):
     """Start the sim, subscribe to the adapter's episode returns; return [(episode, return, n)]."""
+    # lazy: ROS 2 is optional for pip users; `maml-robot --help` must not load rclpy
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from maml_robot.ros.conversions import EPISODE_RETURN_QOS
@@ -169,9 +174,9 @@ def paired_gains(rows, cycle, episode_steps):
 
 def plot(rows, path, title):
     """Write the plot of the return per episode (PNG, Agg backend)."""
-    import matplotlib
+    import matplotlib   # lazy: matplotlib (0.7 s with pyplot) only when a plot is drawn
     matplotlib.use('Agg')
-    from matplotlib import pyplot as plt
+    from matplotlib import pyplot as plt   # lazy: after use('Agg'), and 0.7 s
     episodes = [r[0] for r in rows]
     returns = [r[1] for r in rows]
     fig, ax = plt.subplots(figsize=(8, 4.5))
@@ -234,8 +239,6 @@ def report(rows, summary):
 
 def run(args):
     """Run the demo; return 0 on success."""
-    from maml_robot.ros.launcher import node_command, NodeProcesses
-    from maml_robot.scenario import load_scenario
     if args.episodes < 1:
         raise ValueError(f'--episodes must be >= 1, got {args.episodes}')
     out = Path(args.out)
@@ -243,27 +246,26 @@ def run(args):
     scenario = load_scenario('reacher')
     index, task = pick_task(scenario)
     if args.task_index is not None:
-        from maml_robot.dynamics import sample_tasks
         index, task = args.task_index, sample_tasks(scenario, None, 'test')[args.task_index]
     ckpt = checkpoint_path(args, scenario, out)
     domain = args.domain_id if args.domain_id is not None else 150 + os.getpid() % 80
     title = f'reacher, test task {index}:\n{task.describe(scenario)}'
     print(f'robot: {title.replace(chr(10), " ")}\ncheckpoint: {ckpt}\n'
           f'ROS_DOMAIN_ID {domain}; logs in {out / "logs"}')
-    sim = node_command('sim_node', overrides={
+    sim = launcher.node_command('sim_node', overrides={
         'task_split': 'test', 'task_index': index, 'real_time_factor': args.real_time_factor,
         'seed': args.seed, 'episode_cycle': args.rollouts_per_step, 'start_paused': True})
     persist = out / 'adapted.safetensors'     # the adapted policy, kept for inspection
     if persist.exists():
         persist.unlink()                        # each demo starts from the meta-policy
-    adapter = node_command('adapter_node', overrides={
+    adapter = launcher.node_command('adapter_node', overrides={
         'checkpoint': str(ckpt), 'use_sim_time': True, 'reward_source': 'topic', 'seed': args.seed,
         'trigger': args.trigger,
         'rollouts_per_step': args.rollouts_per_step,   # judged on as many (accept_window 0)
         'persist_path': str(persist), 'ramp_in_steps': 0, 'fade_in_steps': 5})
     episode_wall = scenario.episode_steps * scenario.control_period / args.real_time_factor
     timeout = 60 + 3 * args.episodes * episode_wall
-    with NodeProcesses(domain, log_dir=out / 'logs') as procs:
+    with launcher.NodeProcesses(domain, log_dir=out / 'logs') as procs:
         procs.start('sim_node', sim)
         procs.start('adapter_node', adapter)
         rows = collect(domain, args.episodes, timeout, procs)

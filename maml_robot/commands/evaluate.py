@@ -1,11 +1,24 @@
 """``maml-robot eval``: adaptation curves of meta-policy checkpoints, statistics, table, plot."""
 
+import argparse
 from datetime import datetime, timezone
 import os
 from pathlib import Path
 import sys
 
+from maml_robot import __version__
+from maml_robot.baseline_store import EnvSource
+from maml_robot.checkpoint import load_checkpoint
 from maml_robot.commands.arguments import positive_int
+from maml_robot.evaluate import (check_compatible, evaluate_checkpoints, summarize,
+                                 SummaryConfig)
+from maml_robot.operator_eval import evaluate_operator, OperatorEvalConfig, parse_settings
+from maml_robot.results import (markdown_table, MethodResult, read_json, Report,
+                                summary_csv_path, write_json, write_raw_csv, write_summary_csv)
+from maml_robot.scenario import checkpoint_reference
+import numpy as np
+import torch
+from tqdm import tqdm
 
 HELP = ('Evaluate checkpoints on the test/ood split: returns after 0..K inner steps with '
         'bootstrap CIs, normalized score, negative-adaptation rate; JSON/CSV/markdown/PNG.')
@@ -48,7 +61,7 @@ def add_common_arguments(parser):
 
 def checkpoint_arg(text):
     """Argparse type: a checkpoint path, or a shipped model name (maml_robot/models/NAME)."""
-    import argparse
+    # lazy: the online adapter package (0.03 s) only to resolve a shipped model name
     from maml_robot.online.loading import resolve_checkpoint
     try:
         return resolve_checkpoint(text)
@@ -96,8 +109,6 @@ def add_arguments(parser):
 
 def load_baseline_results(paths):
     """Return the MethodResults in ``paths`` (files, or folders whose *.json are results)."""
-    from maml_robot.results import MethodResult, read_json
-
     files = []
     for path in paths:
         if path.is_dir():
@@ -118,9 +129,6 @@ def load_baseline_results(paths):
 
 def write_outputs(report, args):
     """Write the files asked for by ``--json/--csv/--md/--plot``."""
-    from maml_robot.results import (markdown_table, summary_csv_path, write_json,
-                                    write_raw_csv, write_summary_csv)
-
     if args.json:
         write_json(args.json, report)
     if args.csv:
@@ -131,7 +139,7 @@ def write_outputs(report, args):
         args.md.parent.mkdir(parents=True, exist_ok=True)
         args.md.write_text(table)
     if args.plot:
-        from maml_robot.plots import plot_curves
+        from maml_robot.plots import plot_curves   # lazy: matplotlib takes 0.5 s to import
         plot_curves(report, args.plot)
     return table
 
@@ -155,8 +163,6 @@ def resolve_adaptation(args, ckpt):
 
 def _evaluate_operator(args, source, tasks, task_ids, sampler, bar):
     """Evaluate with ``--adaptation`` (mean-action measurement for derivative-free ones)."""
-    from maml_robot.operator_eval import (evaluate_operator, OperatorEvalConfig,
-                                          parse_settings)
     budget = args.adapt_steps * args.rollouts if args.budget is None else args.budget
     measure = ('stochastic',) if args.adaptation == 'pg' else ('mean',)
     cfg = OperatorEvalConfig(budget, args.rollouts, measure)
@@ -168,18 +174,6 @@ def _evaluate_operator(args, source, tasks, task_ids, sampler, bar):
 
 def run(args):
     """Evaluate the checkpoints (and gather baselines); print the markdown table."""
-    import numpy as np
-    import torch
-    from tqdm import tqdm
-
-    from maml_robot import __version__
-    from maml_robot.baseline_store import EnvSource
-    from maml_robot.checkpoint import load_checkpoint
-    from maml_robot.evaluate import (check_compatible, evaluate_checkpoints, summarize,
-                                     SummaryConfig)
-    from maml_robot.results import Report
-    from maml_robot.scenario import checkpoint_reference
-
     torch.set_num_threads(args.torch_threads)
     first = load_checkpoint(args.checkpoint[0])
     resolve_adaptation(args, first)

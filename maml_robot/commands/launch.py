@@ -4,8 +4,10 @@ from pathlib import Path
 import tempfile
 import time
 
+from maml_robot.checkpoint import load_checkpoint
 from maml_robot.commands.arguments import domain_id
 from maml_robot.ros import launcher
+from maml_robot.scenario import checkpoint_reference, load_scenario, write_scenario_yaml
 
 HELP = 'start sim_node and adapter_node together (like ros2 launch maml_robot sim_adapt)'
 
@@ -29,9 +31,8 @@ def add_arguments(parser):
 
 def sim_scenario(args, folder):
     """Return (scenario file or name for the sim node, control mode) for ``args``."""
-    from maml_robot.checkpoint import load_checkpoint
+    # lazy: the online adapter package (0.03 s) only to resolve a shipped model name
     from maml_robot.online.loading import resolve_checkpoint
-    from maml_robot.scenario import checkpoint_reference, load_scenario, write_scenario_yaml
     reference = args.scenario
     if reference is None:
         ckpt = load_checkpoint(resolve_checkpoint(args.checkpoint))

@@ -27,7 +27,8 @@ def run_node(node, args):
     The node's own code when it exits; 128 + N when SIGINT, SIGTERM or SIGHUP (N) stopped
     this command (the signal is forwarded to the node, which is waited for).
     """
-    from maml_robot.ros.params_file import check_params_files   # imports rclpy: lazily
+    # lazy: ros.params_file imports rclpy; `maml-robot --help` must not load it
+    from maml_robot.ros.params_file import check_params_files
     table = launcher.node_parameters(node)
     overrides = launcher.parse_overrides(args.set, table)
     argv = launcher.node_command(node, args.params_file, overrides)

@@ -7,6 +7,7 @@ from pathlib import Path
 import sys
 
 from maml_robot.commands.arguments import positive_int
+from maml_robot.meta.trainer import Trainer
 from maml_robot.sampler import SamplerError
 from maml_robot.sampling.backend_choice import add_backend_arguments, make_backend
 from maml_robot.settings import add_flags, flag_values
@@ -59,7 +60,6 @@ def run(args) -> int:
 
     Ctrl-C (KeyboardInterrupt), SIGTERM and SIGHUP save the state, then propagate.
     """
-    from maml_robot.meta.trainer import Trainer
     logging.basicConfig(level=logging.WARNING, format='%(levelname)s %(name)s: %(message)s')
     overrides = flag_values(args, TrainConfig)
     scenario = args.scenario

@@ -5,6 +5,7 @@ import math
 from maml_robot.dynamics import Task
 from maml_robot.observation import observation_layout
 import numpy as np
+import torch
 
 
 def _oracle_gain(scenario, task):
@@ -119,7 +120,6 @@ class PolicyController:
     """
 
     def __init__(self, checkpoint, scenario, task=None):
-        import torch
         layout = observation_layout(scenario)
         if list(checkpoint.observation_layout) != layout:
             raise ValueError(f'the checkpoint observes {list(checkpoint.observation_layout)}, '

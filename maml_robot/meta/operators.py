@@ -30,6 +30,7 @@ update (the whole step is scaled down, its direction kept).
 from dataclasses import dataclass, field
 
 from maml_robot.meta.inner import inner_step
+from maml_robot.policy import stack_params
 import numpy as np
 import torch
 
@@ -312,7 +313,6 @@ def run_round(op, policy, current, candidates, tasks, sampler, seed):
         every ``c`` when the candidates of a round should meet the same starts and goals).
     :returns: ``(new params (B dicts), env steps (B,), returns (B, C, E))`` numpy arrays.
     """
-    from maml_robot.policy import stack_params
     actor = policy if op.stochastic else MeanActionPolicy(policy)
     per_task = [[] for _ in tasks]
     used = np.zeros(len(tasks))

@@ -1,12 +1,19 @@
 """Load a checkpoint (and persisted adapted parameters) into an OnlineAdapter."""
 
+import dataclasses
+import hashlib
 import math
 from pathlib import Path
 
+from maml_robot.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from maml_robot.observation import (build_observation, compute_reward, is_terminated,
+                                    observation_layout)
 from maml_robot.observation_terms import BASE_TERMS, GOAL_TERMS as GOAL_OBSERVATIONS
 from maml_robot.online.adapter import OnlineAdapter
 from maml_robot.online.config import ADAPTATIONS, AdapterSpec, OnlineConfig
 from maml_robot.online.robot_limits import robot_limited_spec
+from maml_robot.policy import GaussianPolicy, PolicyConfig
+from maml_robot.scenario import load_scenario, Scenario
 import numpy as np
 import torch
 
@@ -42,7 +49,6 @@ def check_checkpoint_exists(name) -> None:
 
 def params_fingerprint(params) -> str:
     """Return a short hash of a params dict (identifies the meta-policy a file adapted)."""
-    import hashlib
     digest = hashlib.sha256()
     for name in sorted(params):
         digest.update(name.encode())
@@ -53,7 +59,6 @@ def params_fingerprint(params) -> str:
 
 def scenario_of(ckpt):
     """Return the Scenario a checkpoint was trained on (snapshot, else the shipped name)."""
-    from maml_robot.scenario import load_scenario, Scenario
     if 'source' in ckpt.scenario:
         return Scenario.from_dict(ckpt.scenario)
     return load_scenario(ckpt.scenario_name or 'reacher')
@@ -109,7 +114,6 @@ def checkpoint_adaptation(ckpt):
 
 def spec_from_checkpoint(ckpt, scenario) -> AdapterSpec:
     """Return the deployment contract of a checkpoint: the scenario's limits, its observation."""
-    from maml_robot.observation import build_observation, compute_reward, is_terminated
     check_limits(ckpt, scenario)
     adaptation, adaptation_args = checkpoint_adaptation(ckpt)
     terms = set(scenario.observation) | set(scenario.reward)
@@ -133,9 +137,6 @@ def spec_from_checkpoint(ckpt, scenario) -> AdapterSpec:
 
 def _saver(path, ckpt, fingerprint):
     """Return persist_fn: write adapted params as a checkpoint (atomic, via the checkpoint)."""
-    import dataclasses
-    from maml_robot.checkpoint import save_checkpoint
-
     def persist_fn(params, info):
         clean = {k: (v if not isinstance(v, float) or math.isfinite(v) else None)
                  for k, v in info.items()}
@@ -155,7 +156,6 @@ def load_adapter(checkpoint, config: OnlineConfig, *, persist_path='', seed=0, l
     (relative), or the scenario's own URDF limits when ``robot`` is None.
     Raises ValueError (CheckpointError) with what to change on a bad or mismatched file.
     """
-    from maml_robot.checkpoint import load_checkpoint
     ckpt = load_checkpoint(resolve_checkpoint(checkpoint))
     scenario = scenario_of(ckpt)
     spec = robot_limited_spec(spec_from_checkpoint(ckpt, scenario), scenario, robot,
@@ -194,9 +194,6 @@ def _saved_reference(training, log):
 
 def fresh_checkpoint(scenario, seed: int = 0, hidden_sizes=(64, 64)):
     """Return a Checkpoint of a freshly initialized (untrained) policy for ``scenario``."""
-    from maml_robot.checkpoint import Checkpoint
-    from maml_robot.observation import observation_layout
-    from maml_robot.policy import GaussianPolicy, PolicyConfig
     config = PolicyConfig(obs_dim=scenario.obs_dim, act_dim=scenario.act_dim,
                           hidden_sizes=tuple(hidden_sizes))
     policy = GaussianPolicy(config)

@@ -21,6 +21,7 @@ from maml_robot.ros.params import (check_value, declare_all, find_param, live_na
                                    params_from, read_all)
 from maml_robot.ros.spin import run_node
 from nav_msgs.msg import Odometry
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from rclpy.qos import qos_profile_sensor_data
 from rclpy.validate_topic_name import validate_topic_name
@@ -28,6 +29,7 @@ from rclpy.wait_for_message import wait_for_message
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Empty, Float64, Float64MultiArray, String
 from std_srvs.srv import SetBool, Trigger
+import torch
 from trajectory_msgs.msg import JointTrajectory
 
 PARAMETERS = params_from(NodeConfig) + params_from(OnlineConfig)
@@ -73,7 +75,6 @@ class AdapterNode(LifecycleNode):
             self.settings = settings = NodeConfig(**{k: values[k] for k in NODE_FIELDS})
             config = OnlineConfig(**{k: values[k] for k in CONFIG_FIELDS})
             validate_topic_name(settings.command_topic)
-            import torch
             torch.set_num_threads(settings.torch_threads)
             robot, source = self._robot_description(settings)
             self.adapter = load_adapter(
@@ -230,7 +231,6 @@ class AdapterNode(LifecycleNode):
 
     def _on_set_parameters(self, params):
         """Apply a runtime change or refuse it (successful=False, with the reason)."""
-        from rcl_interfaces.msg import SetParametersResult
         try:
             changes = {p.name: check_value(find_param(PARAMETERS, p.name), p.value)
                        for p in params}

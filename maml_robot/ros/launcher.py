@@ -1,5 +1,7 @@
 """Start the nodes as processes from ROS params files (the pip user's ``ros2 launch``)."""
 
+import ctypes
+import importlib
 import os
 import signal
 import subprocess
@@ -8,6 +10,7 @@ import time
 
 from maml_robot.paths import data_path
 from maml_robot.stop_signals import exit_code, signal_of, stop_signals_raise
+import yaml
 
 NODES = {'sim_node': 'maml_robot.ros.sim_node', 'adapter_node': 'maml_robot.ros.adapter_node'}
 
@@ -29,7 +32,6 @@ def parse_value(text: str):
 
     YAML, except that numbers YAML 1.1 reads as strings (``1e-3``) are numbers, as in ROS.
     """
-    import yaml
     if not text.strip():
         return ''
     try:
@@ -52,6 +54,7 @@ def parse_overrides(items, table=None) -> dict:
     With ``table`` (a node's Param table) every name must be a parameter of the node and
     every value fit its type, range and choices; the error names the parameter.
     """
+    # lazy: ros.params imports rclpy; `maml-robot --help` and pip users without ROS import this
     from maml_robot.ros.params import check_value, find_param
     out = {}
     for item in items or ():
@@ -69,7 +72,6 @@ def parse_overrides(items, table=None) -> dict:
 
 def node_parameters(node: str):
     """Return the Param table of a node (``PARAMETERS`` of its module)."""
-    import importlib
     if node not in NODES:
         raise ValueError(f'unknown node {node!r}; have {sorted(NODES)}')
     return importlib.import_module(NODES[node]).PARAMETERS
@@ -120,7 +122,6 @@ def _detach_from_terminal_and_follow_parent():
     """
     os.setpgid(0, 0)
     try:
-        import ctypes
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM))
     except (OSError, AttributeError):   # not Linux: no parent-death signal
         pass

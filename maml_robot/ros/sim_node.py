@@ -5,9 +5,13 @@ import threading
 
 from builtin_interfaces.msg import Time
 from geometry_msgs.msg import PointStamped
+from maml_robot.dynamics import sample_tasks, Task
+from maml_robot.observation import compute_reward, is_terminated
 from maml_robot.ros import conversions
 from maml_robot.ros.params import declare_all, Param, read_all
 from maml_robot.ros.spin import run_node
+from maml_robot.scenario import load_scenario
+from maml_robot.sim.world import World
 from nav_msgs.msg import Odometry
 import numpy as np
 from rclpy.node import Node
@@ -53,8 +57,6 @@ class SimNode(Node):
         declare_all(self, PARAMETERS)
         self.values = values = read_all(self, PARAMETERS)
         validate_topic_name(values['command_topic'])
-        from maml_robot.scenario import load_scenario
-        from maml_robot.sim.world import World
         self.scenario = load_scenario(values['scenario'])
         self.task = self._task(values)
         self.world = World(self.scenario, task=self.task)
@@ -97,7 +99,6 @@ class SimNode(Node):
             f'{list(self.joint_names)}; {1 / self.period:g} Hz x{values["real_time_factor"]:g}')
 
     def _task(self, values):
-        from maml_robot.dynamics import sample_tasks, Task
         if values['task'].strip():
             try:
                 data = yaml.safe_load(values['task'])
@@ -165,7 +166,6 @@ class SimNode(Node):
         self.step_count += 1
         # the clock first: a use_sim_time node then reads this tick's time with its state
         self._publish_clock()
-        from maml_robot.observation import compute_reward, is_terminated
         after = self.world.true_state()
         reward = compute_reward(self.scenario, before, action, after)
         self.reward_pub.publish(Float64(data=float(reward)))

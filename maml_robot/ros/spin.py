@@ -2,6 +2,7 @@
 
 import sys
 
+from maml_robot.ros.params_file import check_params_files, params_files_of
 from maml_robot.stop_signals import stop_signals_raise
 import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
@@ -23,7 +24,6 @@ def run_node(name, make_node, args=None, start=None, stop=None, parameters=None)
     (rclpy's handlers) and SIGHUP (ours) stop the node cleanly: ``stop`` runs, exit code 0.
     """
     if parameters is not None:
-        from maml_robot.ros.params_file import check_params_files, params_files_of
         try:
             check_params_files(params_files_of(sys.argv if args is None else args), name,
                                parameters)

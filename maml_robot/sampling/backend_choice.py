@@ -4,6 +4,7 @@ import argparse
 import math
 
 from maml_robot.sampling.backend import WorkerBackend
+from maml_robot.sampling.local import ProcessBackend
 from maml_robot.sampling.ray_cluster import import_ray
 
 BACKENDS = ('local', 'ray')
@@ -52,10 +53,10 @@ def make_backend(name: str, num_workers: int, *, ray_address: str | None = None,
     if name == 'local':
         if ray_address is not None:
             raise ValueError('--ray-address needs --backend ray')
-        from maml_robot.sampling.local import ProcessBackend
         return ProcessBackend(num_workers, step_timeout=step_timeout, **kwargs)
     if name == 'ray':
         import_ray()  # fail now, with the install hint, not at the first rollout
+        # lazy: only --backend ray needs it, and ray_backend imports this module (a cycle)
         from maml_robot.sampling.ray_backend import RayBackend
         return RayBackend(num_workers, address=ray_address, step_timeout=step_timeout,
                           **kwargs)

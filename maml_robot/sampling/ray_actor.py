@@ -19,7 +19,8 @@ class EnvActor:
     """
 
     def __init__(self, env_factory: Callable[[], Any], num_envs: int, threads: int = 1):
-        import torch  # only to pin its thread pool: torch threads fight the other workers
+        # lazy: sampling/ imports no torch; a worker loads it only to pin its thread pool
+        import torch  # torch threads fight the other workers
         torch.set_num_threads(threads)
         self.worker, self.error = None, None
         try:

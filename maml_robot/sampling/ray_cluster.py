@@ -28,6 +28,7 @@ class ClusterLost(SamplerError):
 def import_ray():
     """Import Ray on demand; raise an ImportError that says how to install it."""
     try:
+        # lazy: Ray is an optional extra (pip install maml_robot[ray])
         import ray
     except ImportError as err:
         raise ImportError(f'the Ray backend needs Ray, which is not installed: {INSTALL_HINT}'

@@ -150,7 +150,8 @@ def worker_main(conn, env_factory, env_ids: range, threads: int = 1) -> None:
     Any exception is sent back as ``('error', env_index, traceback_text, task)`` (the task that
     env had) and the worker exits.
     """
-    import torch  # only to pin its thread pool: torch threads fight the other workers
+    # lazy: sampling/ imports no torch; a worker loads it only to pin its thread pool
+    import torch  # torch threads fight the other workers
     torch.set_num_threads(threads)
     # Ctrl-C goes to the whole process group: the main process decides when workers stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
