@@ -16,6 +16,7 @@ import platform
 import struct
 
 import maml_robot
+from maml_robot.meta.operators import OPERATORS
 from maml_robot.policy import PolicyConfig
 from maml_robot.train_state import state_digest
 import safetensors
@@ -198,7 +199,6 @@ def _fields(path, meta, tensors):
 
 def _adaptation(path, meta):
     """Return the ``adaptation`` record (empty when absent); a malformed one is an error."""
-    from maml_robot.meta.operators import OPERATORS
     record = meta.get('adaptation') or {}
     if not isinstance(record, dict) or record.get('operator', 'pg') not in OPERATORS or \
             not isinstance(record.get('settings', {}), dict):

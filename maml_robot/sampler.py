@@ -5,10 +5,13 @@ import logging
 from typing import Any, Callable, Sequence
 
 from maml_robot.episodes import Episodes
+from maml_robot.envs import MetaRobotEnv
 # SamplerError lives with the worker backends (which raise it too) and is re-exported here
 from maml_robot.sampling.backend import SamplerError, WorkerBackend, WorkerCrashed
 from maml_robot.sampling.local import ProcessBackend
+from maml_robot.sampling.rollout import RolloutJob
 from maml_robot.sampling.worker import GROUPS
+from maml_robot.scenario import load_scenario
 import numpy as np
 import torch
 
@@ -37,7 +40,6 @@ class ScenarioEnvFactory:
 
     def __call__(self):
         """Return a new ``MetaRobotEnv`` for the scenario."""
-        from maml_robot.envs import MetaRobotEnv
         return MetaRobotEnv(self.scenario)
 
 
@@ -96,7 +98,6 @@ class Sampler:
             if horizon is None and not isinstance(scenario, str):
                 horizon = int(scenario.episode_steps)
             elif horizon is None:
-                from maml_robot.scenario import load_scenario
                 horizon = int(load_scenario(scenario).episode_steps)
         if horizon is None or horizon < 1:
             raise ValueError(f'horizon must be a positive number of steps, got {horizon}')
@@ -287,7 +288,6 @@ class Sampler:
         it never waits for the main process between batches; the results are the same for any
         pool size, number of workers and backend.
         """
-        from maml_robot.sampling.rollout import RolloutJob
         num_tasks, num_rollouts = shape
         config = policy.config
         same = all(v.dim() > 0 and v.stride(0) == 0 for v in params_b.values())

@@ -22,18 +22,6 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = 'maml_robot'
 
-PENDING = {
-    # Being split on another branch; the lead removes them from this list after the merge
-    # (their local imports then need a reason or a move to the top like every other module's).
-    'maml_robot/checkpoint.py',
-    'maml_robot/meta/trainer.py',
-    'maml_robot/plots.py',
-    'maml_robot/sampler.py',
-    'maml_robot/sampling/rollout.py',
-    'maml_robot/scenario.py',
-}
-"""Files not checked yet, by their path under the repository root."""
-
 MARK = re.compile(r'#\s*lazy:(?P<reason>.*)$')
 MIN_REASON_WORDS = 3
 
@@ -100,9 +88,8 @@ def check_source(source, where='<source>'):
 
 
 def package_files(root=ROOT):
-    """Return the package's source files (paths relative to ``root``), PENDING left out."""
-    files = sorted(p.relative_to(root).as_posix() for p in (root / PACKAGE).rglob('*.py'))
-    return [f for f in files if f not in PENDING]
+    """Return the package's source files (paths relative to ``root``)."""
+    return sorted(p.relative_to(root).as_posix() for p in (root / PACKAGE).rglob('*.py'))
 
 
 def test_every_function_local_import_says_why():
@@ -111,12 +98,6 @@ def test_every_function_local_import_says_why():
         problems += check_source((ROOT / rel).read_text(), rel)
     assert not problems, 'function-local imports (docs/ARCHITECTURE.md, "Imports"):\n' + \
         '\n'.join(problems)
-
-
-def test_pending_names_existing_files():
-    gone = sorted(rel for rel in PENDING if not (ROOT / rel).is_file())
-    assert not gone, f'PENDING in tests/test_imports.py names files that are gone: {gone}; ' \
-        'delete them from PENDING (and check their successors)'
 
 
 GOOD = [

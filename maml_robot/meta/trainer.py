@@ -18,12 +18,15 @@ from maml_robot.checkpoint import Checkpoint, save_checkpoint
 from maml_robot.meta.learners import make_learner
 from maml_robot.meta.run_folder import (BEST_FILE, CSV_FILE, LATEST_FILE, prepare_run_folder,
                                         ProgressLog, RESUME_FILE)
+from maml_robot.observation import observation_layout
 from maml_robot.policy import expand_params, GaussianPolicy, ObsNormalizer, PolicyConfig
 from maml_robot.sampler import resolve_device, Sampler, SamplerError, ScenarioEnvFactory
+from maml_robot.scenario import load_scenario
 from maml_robot.train_config import TrainConfig
 from maml_robot.train_state import load_train_state, save_train_state
 import numpy as np
 import torch
+from tqdm import tqdm
 
 # streams spawned from SeedSequence([seed, iteration]), in this order
 STREAMS = ('tasks', 'pre', 'post', 'learner')
@@ -62,7 +65,6 @@ class Trainer:
         self.run_id, self._resume_state = prepare_run_folder(self.out, cfg, resume)
         self.scenario = None
         if env_factory is None:
-            from maml_robot.scenario import load_scenario
             self.scenario = load_scenario(cfg.scenario)
             env_factory = ScenarioEnvFactory(str(self.scenario.path))
         self.task_env = env_factory()  # main-process env: task sampling and spaces only
@@ -161,8 +163,8 @@ class Trainer:
 
         On any error or interrupt the state of the last completed iteration is saved first.
         """
+        # lazy: torch.utils.tensorboard takes 0.18 s and only a running training needs it
         from torch.utils.tensorboard import SummaryWriter
-        from tqdm import tqdm
         cfg = self.config
         writer = SummaryWriter(str(self.out / 'tensorboard'), purge_step=self.iteration)
         bar = tqdm(total=cfg.iterations, initial=self.iteration, disable=not self.progress,
@@ -263,7 +265,6 @@ class Trainer:
         """Joint names, observation layout, action scale, control period (and scenario)."""
         sc = self.scenario
         if sc is not None:
-            from maml_robot.observation import observation_layout
             return {'joint_names': tuple(sc.joint_names),
                     'observation_layout': tuple(observation_layout(sc)),
                     'action_scale': tuple(float(x) for x in sc.action_scale),
