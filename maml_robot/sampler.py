@@ -4,8 +4,8 @@ from dataclasses import dataclass
 import logging
 from typing import Any, Callable, Sequence
 
-from maml_robot.episodes import Episodes
 from maml_robot.envs import MetaRobotEnv
+from maml_robot.episodes import Episodes
 # SamplerError lives with the worker backends (which raise it too) and is re-exported here
 from maml_robot.sampling.backend import SamplerError, WorkerBackend, WorkerCrashed
 from maml_robot.sampling.local import ProcessBackend
