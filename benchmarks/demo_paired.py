@@ -22,6 +22,8 @@ import sys
 import tempfile
 import time
 
+from maml_robot.commands.demo import paired_gains
+
 
 def run_demo(seed, folder, extra):
     """Run one demo; return (its demo.json as a dict, wall seconds)."""
@@ -38,19 +40,12 @@ def run_demo(seed, folder, extra):
 
 def pooled_gain(summary):
     """Return (mean paired gain of all adapted episodes, slots): per slot, adapted - meta."""
-    cycle = summary['episode_cycle']
     full = max(e['steps'] for e in summary['episodes'])
-    meta, adapted = {}, {}
-    for e in summary['episodes']:
-        if e['steps'] != full:
-            continue
-        into = meta if e['adaptations'] == 0 else adapted
-        into.setdefault((e['episode'] - 1) % cycle, []).append(e['return'])
-    common = sorted(set(meta) & set(adapted))
-    if not common:
-        return float('nan'), 0
-    diffs = [sum(adapted[s]) / len(adapted[s]) - sum(meta[s]) / len(meta[s]) for s in common]
-    return sum(diffs) / len(diffs), len(common)
+    # every adapted stage pooled into one (adaptations 1), paired as the demo pairs its stages
+    rows = [(e['episode'], e['return'], min(e['adaptations'], 1), e['steps'])
+            for e in summary['episodes']]
+    gain, slots = paired_gains(rows, summary['episode_cycle'], full).get(1, (float('nan'), 0))
+    return gain, slots
 
 
 def table(results):
