@@ -70,7 +70,7 @@ def checkpoint_path(args, scenario, out):
     return path
 
 
-def call(node, client, request, deadline, procs):
+def call(client, request, deadline, procs):
     """Call a service (the executor spins on another thread); return its response."""
     while not client.wait_for_service(timeout_sec=0.2):
         procs.check_alive()
@@ -91,7 +91,7 @@ def start_when_active(node, deadline, procs):
     from lifecycle_msgs.srv import GetState
     from std_srvs.srv import SetBool
     state = node.create_client(GetState, '/adapter_node/get_state')
-    while call(node, state, GetState.Request(), deadline, procs).current_state.label != 'active':
+    while call(state, GetState.Request(), deadline, procs).current_state.label != 'active':
         time.sleep(0.1)
     # both nodes' endpoints seen in the graph: the sim's first states are not lost to discovery
     while node.count_subscribers('/joint_states') < 1 or node.count_publishers('/goal') < 1:
@@ -100,7 +100,7 @@ def start_when_active(node, deadline, procs):
             raise RuntimeError('the adapter did not subscribe to /joint_states')
         time.sleep(0.1)
     pause = node.create_client(SetBool, '/sim_node/pause')
-    call(node, pause, SetBool.Request(data=False), deadline, procs)
+    call(pause, SetBool.Request(data=False), deadline, procs)
 
 
 def collect(domain, episodes, timeout, procs):
