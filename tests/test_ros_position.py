@@ -11,6 +11,7 @@ import re
 import threading
 import time
 
+from geometry_msgs.msg import PointStamped
 from maml_robot import online
 from maml_robot.checkpoint import save_checkpoint
 from maml_robot.ros.conversions import EPISODE_RETURN_QOS
@@ -20,7 +21,6 @@ from nav_msgs.msg import Odometry
 import numpy as np
 import pytest
 import rclpy
-from geometry_msgs.msg import PointStamped
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import JointState
