@@ -5,7 +5,9 @@ The simulator and the ROS adapter both use this, so the robot sees in deployment
 saw in training. Nothing here knows about PyBullet, torch or ROS.
 
 - ``torque``: the command is an effort, ``action * action_scale`` (N·m, N for prismatic joints),
-  within the effort limit. The safe hold is zero effort (a robot that stays up unpowered).
+  within the effort limit. The safe hold is zero effort (a robot that stays up unpowered), or
+  (``hold: gravity``, a fixed base) the efforts that cancel gravity at the current joint
+  positions, from the URDF's nominal masses (``maml_robot.gravity``): an arm stays where it is.
 - ``position``: the command is a joint position target, ``default_position + action *
   action_scale`` (the legged-robot convention), within the joint's position limits. A PD loop at
   the physics rate (on a real robot: the motor drivers or ros2_control's controller) turns it
@@ -18,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 MODES = ('torque', 'position')
-HOLDS = {'torque': ('zero',), 'position': ('default', 'last')}
+HOLDS = {'torque': ('zero', 'gravity'), 'position': ('default', 'last')}
 
 
 @dataclass(frozen=True, eq=False)
@@ -33,7 +35,9 @@ class Actuation:
     :param default_position: (J,) position mode: the target of a zero action.
     :param kp: (J,) position mode: stiffness of the PD loop (N·m / rad).
     :param kd: (J,) position mode: damping of the PD loop (N·m·s / rad).
-    :param hold: the safe command: 'zero' (torque), 'default' or 'last' (position).
+    :param hold: the safe command: 'zero' or 'gravity' (torque), 'default' or 'last' (position).
+    :param gravity: ``hold: gravity`` only: the robot's ``maml_robot.gravity.GravityModel``
+        (``torques(q)`` gives the efforts (J,) that hold it still at positions q).
     """
 
     mode: str
@@ -44,6 +48,7 @@ class Actuation:
     kp: np.ndarray
     kd: np.ndarray
     hold: str
+    gravity: object = None
 
     def __post_init__(self):
         """Check the mode, the hold and the array sizes; the message says what to change."""
@@ -52,6 +57,10 @@ class Actuation:
         if self.hold not in HOLDS[self.mode]:
             raise ValueError(f'hold for {self.mode} control must be one of '
                              f'{HOLDS[self.mode]}, got {self.hold!r}')
+        if (self.hold == 'gravity') != (self.gravity is not None):
+            raise ValueError("hold 'gravity' needs the robot's gravity model "
+                             '(maml_robot.gravity.GravityModel), and only it takes one; got '
+                             f'hold {self.hold!r} with gravity={self.gravity!r}')
         j = len(self.action_scale)
         for name in ('effort_limit', 'default_position', 'kp', 'kd'):
             if np.shape(getattr(self, name)) != (j,):
@@ -74,14 +83,24 @@ class Actuation:
             return np.clip(self.default_position + a * self.action_scale, lo, hi)
         return np.clip(a * self.action_scale, -self.effort_limit, self.effort_limit)
 
-    def hold_command(self, last=None) -> np.ndarray:
+    def hold_command(self, last=None, position=None) -> np.ndarray:
         """
-        Return the safe command (J,): zero effort, the default pose or ``last`` safe pose.
+        Return the safe command (J,) of the hold.
 
-        ``last`` is the last command actually sent (None before any); ``hold: last`` falls back
-        to the default pose without one, or when it is not finite.
+        Zero effort; the gravity-cancelling efforts at ``position``; the default pose; or the
+        ``last`` safe pose. ``last`` is the last command actually sent (None before any);
+        ``hold: last`` falls back to the default pose without one, or when it is not finite.
+        ``position`` (J,) is where the joints are: the latest measured positions, and while the
+        state stream is cut the last ones known (a watchdog hold keeps the arm where it was last
+        seen; nothing better is known). ``hold: gravity`` commands zero effort without them (or
+        when they are not finite): it has nothing to compensate against. The efforts come from
+        the URDF's nominal masses (an unknown payload is not compensated) and are clamped to
+        the effort limits.
         """
         if not self.is_position:
+            if self.hold == 'gravity' and position is not None \
+                    and np.all(np.isfinite(position)):
+                return self.clip_command(self.gravity.torques(position))
             return np.zeros(len(self.action_scale))
         if self.hold == 'last' and last is not None and np.all(np.isfinite(last)):
             return self.clip_command(last)
@@ -126,8 +145,8 @@ class Actuation:
                    hold='zero')
 
     @classmethod
-    def from_dict(cls, data: dict) -> 'Actuation':
-        """Rebuild from ``to_dict()``."""
+    def from_dict(cls, data: dict, gravity=None) -> 'Actuation':
+        """Rebuild from ``to_dict()``; ``hold: gravity`` needs its ``gravity`` model again."""
         arrays = {k: np.asarray(data[k], dtype=np.float64) for k in (
             'action_scale', 'effort_limit', 'position_limits', 'default_position', 'kp', 'kd')}
-        return cls(mode=data['mode'], hold=data['hold'], **arrays)
+        return cls(mode=data['mode'], hold=data['hold'], gravity=gravity, **arrays)

@@ -86,7 +86,8 @@ class Chain:
     A serial chain's forward kinematics; positions in the ``base_link`` frame.
 
     :param base_link: the link whose frame positions are expressed in.
-    :param tip_link: the link whose frame origin ``fk`` returns.
+    :param tip_link: the link whose frame origin ``fk`` returns (or a point fixed in it, the
+        ``tip_offset`` of ``from_urdf``: e.g. its centre of mass).
     :param joint_names: the moving joints of the chain, base to tip.
     :param joint_index: each moving joint's position in the scenario's (sorted) joint order.
     :param types: 'revolute' (also for continuous) or 'prismatic', per moving joint.
@@ -106,12 +107,14 @@ class Chain:
     limits: tuple
 
     @classmethod
-    def from_urdf(cls, model, base_link, tip_link, joint_names):
+    def from_urdf(cls, model, base_link, tip_link, joint_names, tip_offset=(0.0, 0.0, 0.0)):
         """
         Build the chain of a parsed URDF (``maml_robot.urdf.UrdfModel``).
 
         ``joint_names`` are the controlled joints in scenario order; every moving joint between
-        base and tip must be one of them (KinematicsError names it otherwise).
+        base and tip must be one of them (KinematicsError names it otherwise). ``tip_offset``
+        (3,) is a point fixed in the tip link's frame that the chain ends at (its origin by
+        default; the gravity model uses each link's centre of mass).
         """
         path = joint_path(model, base_link, tip_link)
         names, types, axes, links, limits = [], [], [], [], []
@@ -140,7 +143,9 @@ class Chain:
             limits.append((-math.inf, math.inf) if joint.type == 'continuous'
                           else (joint.lower, joint.upper))
             pending = np.eye(4)
-        links.append(pending)
+        end = np.eye(4)
+        end[:3, 3] = tip_offset
+        links.append(pending @ end)
         for link in links:
             link.setflags(write=False)
         index = tuple(list(joint_names).index(n) for n in names)
@@ -229,6 +234,20 @@ class Chain:
                     if kind == 'prismatic')
         return sum(lengths) + extra
 
+    def batch_jacobian(self, qs):
+        """
+        Return (tip positions (N, 3), position Jacobians (N, size, 3)) for ``qs`` (N, size).
+
+        ``qs`` are chain joint values (chain order), all in the base_link frame. Row k of a
+        Jacobian is d tip / d q_k: axis_k x (tip - origin_k) for a revolute joint, axis_k for a
+        prismatic one (inverse kinematics and the gravity torques use it).
+        """
+        tip, origins, axes = self._batch_frames(np.asarray(qs, dtype=float))
+        prismatic = np.array([t == 'prismatic' for t in self.types], dtype=bool)
+        rows = np.where(prismatic[None, :, None], axes,
+                        np.cross(axes, tip[:, None, :] - origins))       # (N, size, 3)
+        return tip, rows
+
     def _batch_frames(self, qs):
         """Return (tip (N, 3), joint origins (N, size, 3), joint axes (N, size, 3)), base frame."""
         n = qs.shape[0]
@@ -261,15 +280,11 @@ class Chain:
         targets = np.asarray(targets, dtype=float)               # (N, 3)
         lo = np.array([lim[0] for lim in self.limits])
         hi = np.array([lim[1] for lim in self.limits])
-        prismatic = np.array([t == 'prismatic' for t in self.types])
         for _ in range(iterations):
-            tip, origins, axes = self._batch_frames(q)
+            tip, cols = self.batch_jacobian(q)                   # (N, 3), (N, size, 3)
             err = targets - tip                                  # (N, 3)
             if np.all(np.linalg.norm(err, axis=1) < tol):
                 break
-            # column k: axis_k x (tip - origin_k) for a revolute joint, axis_k for a prismatic one
-            cols = np.where(prismatic[None, :, None], axes,
-                            np.cross(axes, tip[:, None, :] - origins))   # (N, size, 3)
             jac = cols.transpose(0, 2, 1)                                # (N, 3, size)
             jjt = jac @ cols + damping ** 2 * np.eye(3)
             delta = np.linalg.solve(jjt, err[:, :, None])                # (N, 3, 1)

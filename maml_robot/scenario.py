@@ -310,7 +310,9 @@ def build_scenario(data, path):
                      ('joint_position', 'joint_position_noise', 'joint_velocity_noise'))
     initial_q = r.per_joint(init.get('joint_position', 0.0), 'initial_state.joint_position',
                             names, 0.0)
-    actuation, uncontrolled = control_section(r, control, names, joints, initial_q)
+    gravity = r.number(sim.get('gravity', -9.81), 'sim.gravity')
+    actuation, uncontrolled = control_section(r, control, names, model, initial_q, base,
+                                              gravity)
     obs, reward, termination = _task_terms(r, data)
     kin = kinematics_section(r, data, names, model, base)
     goal, region = _goal(r, data, kin, set(obs) | set(reward), initial_q)
@@ -327,7 +329,7 @@ def build_scenario(data, path):
         velocity_limits=np.array([j.velocity or math.inf for j in joints]),
         position_limits=actuation.position_limits,
         actuation=actuation, uncontrolled=uncontrolled, **timing,
-        gravity=r.number(sim.get('gravity', -9.81), 'sim.gravity'),
+        gravity=gravity,
         ground_friction=r.number(sim.get('ground_friction', 1.0), 'sim.ground_friction', 0),
         base_link=base['link'], base_fixed=base['fixed'],
         base_position=r.vector(base.get('position', [0, 0, 0]), 'base.position', 3),

@@ -2,8 +2,9 @@
 A scenario's control section, checked against its URDF: how actions reach the joints.
 
 ``mode`` torque or position (maml_robot.actuation), ``rate_hz``, per-joint ``action_scale``,
-position mode's PD gains ``kp``/``kd``, ``default_joint_position`` and safe ``hold``, and what
-happens to the URDF's moving joints that are not controlled (``uncontrolled: free | lock``).
+position mode's PD gains ``kp``/``kd``, ``default_joint_position`` and safe ``hold`` (torque mode's
+``gravity`` hold built from the URDF, maml_robot.gravity), and what happens to the URDF's moving
+joints that are not controlled (``uncontrolled: free | lock``).
 ``r`` is the scenario's reader: its ``fail`` raises the ScenarioError that names the file and
 key, its ``per_joint`` reads a number or a joint -> number mapping.
 """
@@ -11,6 +12,8 @@ key, its ``per_joint`` reads a number or a joint -> number mapping.
 import math
 
 from maml_robot.actuation import Actuation, HOLDS, MODES
+from maml_robot.gravity import GravityModel
+from maml_robot.kinematics import KinematicsError
 import numpy as np
 
 CONTROL_KEYS = ('mode', 'rate_hz', 'action_scale', 'kp', 'kd', 'default_joint_position',
@@ -19,8 +22,14 @@ POSITION_KEYS = ('kp', 'kd', 'default_joint_position')
 UNCONTROLLED = ('free', 'lock')
 
 
-def control_section(r, control, names, joints, initial_q):
-    """Return (Actuation, uncontrolled) of the validated ``control`` mapping."""
+def control_section(r, control, names, model, initial_q, base, gravity):
+    """
+    Return (Actuation, uncontrolled) of the validated ``control`` mapping.
+
+    ``model`` is the parsed URDF, ``base`` the checked base mapping (``fixed``), ``gravity`` the
+    world's z acceleration (``sim.gravity``): what a gravity hold needs.
+    """
+    joints = [model.joints[n] for n in names]
     mode = control['mode']
     if mode not in MODES:
         r.fail('control.mode', f'one of {list(MODES)}', mode)
@@ -38,16 +47,37 @@ def control_section(r, control, names, joints, initial_q):
     if position:
         default, kp, kd = _position_settings(r, control, names, limits, initial_q)
     hold = control.get('hold', 'default' if position else 'zero')
+    gravity_model = _gravity_hold(r, hold, model, names, base, gravity) \
+        if hold == 'gravity' and not position else None
     if hold not in HOLDS[mode]:
-        r.fail('control.hold', f'one of {list(HOLDS[mode])} in {mode} mode', hold)
+        advice = ' (the PD holds a pose; gravity compensation is a torque-mode hold)' \
+            if hold == 'gravity' else ''
+        r.fail('control.hold', f'one of {list(HOLDS[mode])} in {mode} mode{advice}', hold)
     uncontrolled = control.get('uncontrolled', 'free')
     if uncontrolled not in UNCONTROLLED:
         r.fail('control.uncontrolled', f'one of {list(UNCONTROLLED)} (the URDF joints not in '
                'joints: move freely, or held at their initial position)', uncontrolled)
     actuation = Actuation(mode=mode, action_scale=scale, effort_limit=effort,
                           position_limits=limits, default_position=default, kp=kp, kd=kd,
-                          hold=hold)
+                          hold=hold, gravity=gravity_model)
     return actuation, uncontrolled
+
+
+def _gravity_hold(r, hold, model, names, base, gravity):
+    """
+    Return the GravityModel of ``hold: gravity``: a fixed base, bolted to the world unrotated.
+
+    The scenario places a fixed base at ``base.position`` without rotating it, so gravity is
+    ``(0, 0, sim.gravity)`` in the URDF root link's frame.
+    """
+    if not base['fixed']:
+        r.fail('control.hold', "'zero' for a floating base (base.fixed: false): gravity "
+               'compensation needs a base bolted to the world (for a legged robot use '
+               'control.mode: position, whose hold keeps a standing pose)', hold)
+    try:
+        return GravityModel.from_urdf(model, names, (0.0, 0.0, gravity))
+    except KinematicsError as err:
+        r.fail('control.hold', f"'zero' for this URDF ({err})", hold)
 
 
 def _action_scale(r, control, names, effort, position):

@@ -32,11 +32,17 @@ class UrdfJoint:
 
 @dataclass(frozen=True)
 class UrdfLink:
-    """One <link> element; ``inertia`` is (ixx, iyy, izz, ixy, ixz, iyz) or None."""
+    """
+    One <link> element; ``inertia`` is (ixx, iyy, izz, ixy, ixz, iyz) or None.
+
+    ``com`` is the <inertial><origin xyz> (the centre of mass in the link frame). A link without
+    <inertial> is massless here, as the URDF specification has it (PyBullet gives it 1 kg).
+    """
 
     name: str
     mass: float
     inertia: tuple | None
+    com: tuple = (0.0, 0.0, 0.0)
 
 
 @dataclass(frozen=True)
@@ -114,7 +120,10 @@ def _parse_link(elem, where):
     keys = ('ixx', 'iyy', 'izz', 'ixy', 'ixz', 'iyz')
     inertia = (tuple(_attr_float(inertia_el, k, f'{where}: link {name!r}', 0.0) for k in keys)
                if inertia_el is not None else None)
-    return UrdfLink(name, mass, inertia)
+    origin = inertial.find('origin')
+    com = (_floats(origin.get('xyz', '0 0 0'), 3, f'{where}: link {name!r} inertial origin')
+           if origin is not None else (0.0, 0.0, 0.0))
+    return UrdfLink(name, mass, inertia, com)
 
 
 def parse_urdf(path):

@@ -71,7 +71,8 @@ def test_actuation_commands_and_holds_per_mode():
     again = Actuation.from_dict(pos.to_dict())
     np.testing.assert_array_equal(again.position_limits, pos.position_limits)
     assert again.mode == 'position' and again.hold == 'default'
-    with pytest.raises(ValueError, match="hold for torque control must be one of \\('zero',\\)"):
+    with pytest.raises(ValueError,
+                       match="hold for torque control must be one of \\('zero', 'gravity'\\)"):
         dataclasses.replace(torque, hold='default')
     with pytest.raises(ValueError, match='control mode must be one of'):
         dataclasses.replace(torque, mode='velocity')

@@ -21,8 +21,8 @@ LAYERS = (
     # ('maml_robot' itself names only the package's __init__).
     ('base', ('maml_robot', 'maml_robot.paths', 'maml_robot.urdf', 'maml_robot.stats',
               'maml_robot.results', 'maml_robot.plots', 'maml_robot.actuation',
-              'maml_robot.kinematics', 'maml_robot.episodes', 'maml_robot.stop_signals',
-              'maml_robot.atomic', 'maml_robot.settings')),
+              'maml_robot.kinematics', 'maml_robot.gravity', 'maml_robot.episodes',
+              'maml_robot.stop_signals', 'maml_robot.atomic', 'maml_robot.settings')),
     ('scenario', ('maml_robot.scenario', 'maml_robot.scenario_reader',
                   'maml_robot.scenario_kinematics',
                   'maml_robot.scenario_control', 'maml_robot.scenario_dynamics',

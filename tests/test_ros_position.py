@@ -1,4 +1,9 @@
-"""A position-controlled legged robot (Unitree A1) over real DDS: targets, safe hold, falls."""
+"""
+Over real DDS: a position-controlled A1 (targets, safe hold, falls) and a torque-mode arm's hold.
+
+The arm is the KUKA of kuka_reach in torque mode with ``hold: gravity``: its hold command is the
+gravity-cancelling effort at the last joint positions the adapter saw.
+"""
 
 import itertools
 import os
@@ -6,11 +11,12 @@ import re
 import threading
 import time
 
+from geometry_msgs.msg import PointStamped
 from maml_robot import online
 from maml_robot.checkpoint import save_checkpoint
 from maml_robot.ros.conversions import EPISODE_RETURN_QOS
 from maml_robot.ros.launcher import node_command, NodeProcesses
-from maml_robot.scenario import load_scenario
+from maml_robot.scenario import build_scenario, load_scenario
 from nav_msgs.msg import Odometry
 import numpy as np
 import pytest
@@ -20,6 +26,7 @@ from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Empty, Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory
+import yaml
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 COMMAND = '/forward_position_controller/commands'
@@ -324,3 +331,88 @@ def test_a_robot_lying_fallen_adds_no_episodes(a1_checkpoint):
     finally:
         world.close()
     assert len(adapter.episode_lengths) == 1 and adapter.episode_lengths[0] < 20
+
+
+class ArmRelay:
+    """Forwards the sim's joint_states and goal to the adapter until cut; records both sides."""
+
+    def __init__(self, domain):
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context, domain_id=domain)
+        node = self.node = rclpy.create_node('arm_relay', context=self.context)
+        self.forward = True
+        self.sim_q, self.forwarded_q, self.commands = [], [], []
+        self.joints = node.create_publisher(JointState, 'joint_states', qos_profile_sensor_data)
+        self.goal = node.create_publisher(PointStamped, 'goal', 10)
+        node.create_subscription(JointState, 'sim/joint_states', self._on_joints,
+                                 qos_profile_sensor_data)
+        node.create_subscription(PointStamped, 'sim/goal', self._on_goal, 10)
+        node.create_subscription(Float64MultiArray, COMMAND,
+                                 lambda m: self.commands.append(list(m.data)), 10)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(node)
+        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self.thread.start()
+
+    def _on_goal(self, msg):
+        if self.forward:
+            self.goal.publish(msg)
+
+    def _on_joints(self, msg):
+        self.sim_q.append(list(msg.position))       # the sim's joint order is the scenario's
+        if self.forward:
+            self.forwarded_q.append(list(msg.position))
+            self.joints.publish(msg)
+
+    def close(self):
+        self.executor.shutdown()
+        self.node.destroy_node()
+        rclpy.shutdown(context=self.context)
+        self.thread.join(2.0)
+
+
+def test_a_torque_mode_arm_with_a_gravity_hold_stays_up_when_its_state_stream_is_cut(tmp_path):
+    data = yaml.safe_load(load_scenario('kuka_reach').path.read_text())
+    data['name'] = 'kuka_torque_hold'
+    data['control'] = {'mode': 'torque', 'rate_hz': 25, 'hold': 'gravity'}
+    data['initial_state']['joint_position_noise'] = 0.0
+    data['initial_state']['joint_velocity_noise'] = 0.0
+    path = tmp_path / 'kuka_torque_hold.yaml'
+    path.write_text(yaml.safe_dump(data))
+    sc = build_scenario(data, path)
+    gravity = sc.actuation.gravity
+    checkpoint = tmp_path / 'kuka_torque.safetensors'
+    save_checkpoint(checkpoint, online.fresh_checkpoint(sc, seed=0))
+    domain = domain_id()
+    relay = ArmRelay(domain)
+    sim = node_command('sim_node', overrides={
+        'scenario': str(path), 'command_topic': COMMAND, 'real_time_factor': 2.0,
+        'task_split': 'nominal'}, remaps={'joint_states': 'sim/joint_states', 'goal': 'sim/goal'})
+    # a ramp-in that never ends: the adapter sends its hold (the policy never acts)
+    adapter = node_command('adapter_node', overrides={
+        'checkpoint': str(checkpoint), 'command_topic': COMMAND, 'use_sim_time': True,
+        'ramp_in_steps': 100000, 'fade_in_steps': 0, 'state_timeout': 0.1, 'adapt': False})
+    try:
+        with NodeProcesses(domain, log_dir=tmp_path) as procs:
+            procs.start('sim', sim)         # no commands yet: the sim's own drives hold it
+            procs.start('adapter', adapter)
+            assert _wait(lambda: len(relay.commands) >= 30, 60, procs), 'no commands'
+            relay.forward = False           # the state stream is cut; the sim keeps running
+            time.sleep(0.5)
+            seen = np.array(relay.forwarded_q[-1])
+            cut_at = len(relay.sim_q)
+            time.sleep(2.0)
+            procs.check_alive()
+            held = np.array(relay.commands[-20:])
+            after = np.array(relay.sim_q[cut_at:])
+        # the watchdog's hold: the gravity torques where the arm was last seen, every tick
+        want = gravity.torques(seen)
+        assert np.abs(want).max() > 20.0
+        np.testing.assert_allclose(held, np.tile(want, (len(held), 1)), atol=1e-9)
+        # and the arm stays there (zero effort lets it fall by 1.5 rad in 1 s: test_gravity_hold)
+        assert len(after) > 40
+        assert np.abs(after - sc.initial_joint_position).max() < 0.02, \
+            np.abs(after - sc.initial_joint_position).max()
+        assert 'holding: stale_state' in (tmp_path / 'adapter.log').read_text()
+    finally:
+        relay.close()

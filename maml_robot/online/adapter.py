@@ -57,6 +57,7 @@ class OnlineAdapter(AdaptiveParameters):
         self._actuation = spec.actuation or Actuation.torque(spec.action_scale)
         self._terminated = spec.terminated
         self._last_command = None    # the last command sent: a 'hold: last' pose holds it
+        self._joint_position = None  # the last measured joint positions: 'hold: gravity'
         self._min_steps = int(config.min_episode_steps or max(1, self.episode_steps // 2))
         self.estop = False
         self._warned = {}            # warning kind -> (monotonic time logged, repeats since)
@@ -64,7 +65,7 @@ class OnlineAdapter(AdaptiveParameters):
 
     # ----------------------------------------------------------------------- control path
     def act(self, state, state_age: float, reward: Optional[float] = None,
-            episode_start: bool = False) -> Command:
+            episode_start: bool = False, joint_position=None) -> Command:
         """
         Return the command for this control step.
 
@@ -73,7 +74,10 @@ class OnlineAdapter(AdaptiveParameters):
         :param reward: reward of the previous step (reward_source topic), else computed here.
         :param episode_start: the robot was reset since the last step (a reset signal): the
             running episode ends; an internal reward across the reset is not computed.
+        :param joint_position: (J,) the latest measured joint positions when ``state`` is None
+            because another source (goal, odometry) is missing: the hold needs only these.
         """
+        self.note_joint_position(state.joint_position if state is not None else joint_position)
         if self.estop:
             return self._hold(MODE_ESTOP)
         if state is None or not state_age <= self.config.state_timeout:
@@ -101,7 +105,10 @@ class OnlineAdapter(AdaptiveParameters):
             action = np.clip(action, self._last_action - step, self._last_action + step)
         command = self._actuation.command(action)
         if weight < 1.0:   # ramp and fade: from the safe hold toward the policy's command
-            command = self._ramp_start + weight * (command - self._ramp_start)
+            start = self._ramp_start
+            if self._actuation.hold == 'gravity':    # it follows the arm: at its pose now
+                start = self.hold_command()
+            command = start + weight * (command - start)
         action = weight * action
         if not np.all(np.isfinite(action)) or not np.all(np.isfinite(command)):
             self._log(f'policy produced a non-finite action {action}; holding')
@@ -116,14 +123,26 @@ class OnlineAdapter(AdaptiveParameters):
         self._last_command = command
         return Command(effort=command, action=action, mode=mode)
 
+    def note_joint_position(self, position):
+        """Remember measured joint positions (J,) for the hold; None or non-finite: ignored."""
+        if position is None:
+            return
+        position = np.asarray(position, dtype=np.float64)
+        if position.shape == (len(self.spec.joint_names),) and np.all(np.isfinite(position)):
+            self._joint_position = position
+
     def hold_command(self) -> np.ndarray:
         """
         Return the safe command in checkpoint joint order, per control mode.
 
-        Torque: zero effort. Position: the default pose, or (``hold: last``) the last pose
-        commanded — a legged robot stays standing, an arm stays where it is.
+        Torque: zero effort, or (``hold: gravity``) the efforts that cancel gravity at the last
+        joint positions measured (:meth:`note_joint_position`, :meth:`act`): while the state
+        stream is cut those are the last known ones, where the watchdog holds the arm; none yet,
+        zero effort. The masses are the URDF's nominal ones (a payload is not known).
+        Position: the default pose, or (``hold: last``) the last pose commanded — a legged
+        robot stays standing, an arm stays where it is.
         """
-        return self._actuation.hold_command(self._last_command)
+        return self._actuation.hold_command(self._last_command, self._joint_position)
 
     def _hold(self, mode):
         """Publish the hold command and break the running episode (and the ramp-in)."""

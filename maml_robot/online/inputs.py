@@ -106,6 +106,8 @@ class StepInputs:
     reward: Optional[float]       # the reward topic's last value (None: computed internally)
     episode_start: bool           # an episode_start message came since the last step
     received: Optional[float]     # perf_counter when the joint state arrived (latency)
+    joint_position: Optional[np.ndarray] = None   # (J,) the last plausible joint positions,
+    #                               also when ``state`` is None for want of a goal or odometry
 
 
 class LiveInputs:
@@ -168,7 +170,8 @@ class LiveInputs:
         reward = self._last_reward if self.reward_topic else None
         if joints is None or ('goal' in self.needs and goal is None) or (
                 'odom' in self.needs and odom is None):
-            return StepInputs(None, math.inf, reward, start, received)
+            return StepInputs(None, math.inf, reward, start, received,
+                              None if joints is None else joints[0])
         state = RobotState(joint_position=joints[0], joint_velocity=joints[1], goal=goal,
                            **(odom or {}))
-        return StepInputs(state, now - stamp, reward, start, received)
+        return StepInputs(state, now - stamp, reward, start, received, joints[0])

@@ -320,7 +320,8 @@ class AdapterNode(LifecycleNode):
     def _control_step(self):
         step = self._inputs.take(self._now())
         cmd = self.adapter.act(step.state, step.age, step.reward,
-                               episode_start=step.episode_start)
+                               episode_start=step.episode_start,
+                               joint_position=step.joint_position)
         self.command_pub.publish(self._command_msg(cmd.effort))
         if step.received is not None and cmd.mode != MODE_STALE:
             self.latencies.append(time.perf_counter() - step.received)

@@ -35,9 +35,9 @@ PARAMETERS = (
     Param('command_topic', '/forward_effort_controller/commands',
           'std_msgs/Float64MultiArray efforts (torque mode) or position targets (position '
           'mode) in scenario joint order'),
-    Param('command_timeout', 0.1, 'sim seconds without commands before holding (zero effort, '
-          'or the safe pose in position mode)',
-          0.0, 60.0),
+    Param('command_timeout', 0.1, 'sim seconds without commands before holding (the '
+          "scenario's control.hold: zero effort or gravity compensation in torque mode, the "
+          'safe pose in position mode)', 0.0, 60.0),
     Param('episode_steps', 0, 'control steps per episode; 0 = the scenario', 0, 1000000),
     Param('auto_reset', True, 'reset the robot (new goal) after each episode'),
     Param('episode_cycle', 0, 'repeat start poses, goals and sensor noise every N episodes, so '
@@ -136,11 +136,14 @@ class SimNode(Node):
         fresh = command is not None and self.sim_time - stamp <= self.values['command_timeout']
         if not fresh:
             if not self.holding and command is not None:
-                what = {'zero': 'zero effort', 'default': 'the default pose',
+                what = {'zero': 'zero effort', 'gravity': 'gravity-compensating efforts',
+                        'default': 'the default pose',
                         'last': 'the last commanded pose'}[self.actuation.hold]
                 self.get_logger().warning(f'commands stopped arriving: holding {what}')
             self.holding = True
-            return self.actuation.hold_command(command)
+            # the robot's own drives hold it: they read its joint encoders (the true positions)
+            position = self.world.true_state(lists=True).joint_position
+            return self.actuation.hold_command(command, position)
         self.holding = False
         return self.actuation.clip_command(command)
 
