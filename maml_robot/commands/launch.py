@@ -53,7 +53,7 @@ def run(args):
             'task_index': args.task_index, 'real_time_factor': args.real_time_factor})
         adapter = launcher.node_command('adapter_node', overrides={
             'checkpoint': args.checkpoint, 'reward_source': 'topic', 'use_sim_time': True,
-            'command_topic': topic})
+            'command_topic': topic, 'robot_description_timeout': launcher.DESCRIPTION_WAIT})
         return _run_nodes(args, sim, adapter)
 
 
