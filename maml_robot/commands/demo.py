@@ -12,8 +12,6 @@ from maml_robot.dynamics import sample_tasks
 from maml_robot.ros import launcher
 from maml_robot.scenario import load_scenario
 
-HELP = ('sim robot with unseen dynamics + online adapter over real ROS 2 topics; prints the '
-        'return per episode and plots it')
 MODEL = Path(__file__).resolve().parent.parent / 'models' / 'reacher.safetensors'
 
 

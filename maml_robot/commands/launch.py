@@ -9,8 +9,6 @@ from maml_robot.commands.arguments import domain_id
 from maml_robot.ros import launcher
 from maml_robot.scenario import checkpoint_reference, load_scenario, write_scenario_yaml
 
-HELP = 'start sim_node and adapter_node together (like ros2 launch maml_robot sim_adapt)'
-
 
 COMMAND_TOPICS = {'torque': '/forward_effort_controller/commands',
                   'position': '/forward_position_controller/commands'}
