@@ -3,12 +3,12 @@ Function-local imports of maml_robot say why they are local (issue 19).
 
 An import inside a function hides a dependency from the top of its module, so one is allowed
 only where it buys something: the start-up of a command (``maml-robot COMMAND --help`` imports
-its command module, and the tests' ``build_parser()`` every one), an optional dependency (Ray, ROS 2), a heavy one that few paths need (SB3,
-matplotlib), a layer kept free of torch (``sampling/``), an import cycle. The reason is written
-as ``# lazy: <reason>`` on the import's own line, or on the line just above the import or just
-above the run of consecutive imports it belongs to. A ``# lazy:`` comment that explains no
-function-local import is stale and fails too. The rule is stated in docs/ARCHITECTURE.md beside
-the layer order (tests/test_layers.py).
+its command module, and the tests' ``build_parser()`` every one), an optional dependency (Ray,
+ROS 2), a heavy one that few paths need (SB3, matplotlib), a layer kept free of torch
+(``sampling/``), an import cycle. The reason is written as ``# lazy: <reason>`` on the import's
+own line, or on the line just above the import or just above the run of consecutive imports it
+belongs to. A ``# lazy:`` comment that explains no function-local import is stale and fails
+too. The rule is stated in docs/ARCHITECTURE.md beside the layer order (tests/test_layers.py).
 """
 
 import ast

@@ -119,8 +119,8 @@ def wait_for(predicate, procs, timeout=60.0):
         time.sleep(0.1)
 
 
-def test_the_sim_publishes_its_urdf_and_the_adapter_takes_its_limits(checkpoint,  # noqa: F811
-                                                                      tmp_path):
+def test_the_sim_publishes_its_urdf_and_the_adapter_takes_its_limits(
+        checkpoint, tmp_path):  # noqa: F811
     """sim_node + adapter_node as `maml-robot demo|launch` start them: no fallback warning."""
     domain = domain_id()
     probe = Probe(domain)
