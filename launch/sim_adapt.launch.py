@@ -39,7 +39,9 @@ def generate_launch_description():
                  'task_index': ParameterValue(LaunchConfiguration('task_index'), value_type=int),
                  'real_time_factor': ParameterValue(LaunchConfiguration('real_time_factor'),
                                                     value_type=float),
-                 'command_topic': command_topic}]),
+                 'command_topic': command_topic,
+                 # robot_state_publisher below publishes robot_description (one publisher)
+                 'publish_robot_description': False}]),
         Node(package='robot_state_publisher', executable='robot_state_publisher',
              name='robot_state_publisher', output='screen',
              parameters=[{'robot_description': robot_description, 'use_sim_time': True}]),

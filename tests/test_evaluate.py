@@ -221,7 +221,7 @@ def test_eval_is_reproducible_and_rejects_a_wrong_scenario(tmp_path):
         evaluate_checkpoints([ckpt], other, tasks, [0, 1], None, **kw)
 
 
-def test_inner_steps_repeat_the_update_on_the_same_rollouts(tmp_path):
+def test_steps_per_batch_repeat_the_update_on_the_same_rollouts(tmp_path):
     import torch
 
     from maml_robot.baseline_store import EnvSource
@@ -234,11 +234,11 @@ def test_inner_steps_repeat_the_update_on_the_same_rollouts(tmp_path):
     policy, kwargs = ckpt.make_policy(), ckpt.inner_config().advantage_kwargs()
     source = EnvSource.from_scenario('reacher')
     tasks, _ = source.split_tasks('test', 1)
-    with pytest.raises(ValueError, match='inner_steps must be an integer'):
-        evaluate.AdaptConfig(1, 2, 0.5, kwargs, inner_steps=0)
+    with pytest.raises(ValueError, match='steps_per_batch must be an integer'):
+        evaluate.AdaptConfig(1, 2, 0.5, kwargs, steps_per_batch=0)
     with source.sampler(1, device='cpu') as sampler:
         curves = {s: evaluate.adapt_tasks(policy, ckpt.params, tasks, sampler, evaluate.
-                                          AdaptConfig(1, 3, 0.5, kwargs, inner_steps=s),
+                                          AdaptConfig(1, 3, 0.5, kwargs, steps_per_batch=s),
                                           keep_params=s == 2)
                   for s in (1, 2)}
         # by hand: the step-0 rollouts, two inner steps on them, the step-1 rollouts

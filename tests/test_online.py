@@ -5,6 +5,7 @@ import time
 
 from maml_robot.observation import RobotState
 import maml_robot.online as online
+from maml_robot.online.diagnostics import RepeatGate
 from maml_robot.policy import GaussianPolicy, PolicyConfig
 import numpy as np
 import pytest
@@ -261,6 +262,21 @@ def test_real_inner_step_improves_live_return():
     assert np.linalg.norm(end - TARGET) < 0.6 * np.linalg.norm(start - TARGET)
     returns = [r for r, _ in adapter.episode_returns]
     assert np.mean(returns[-4:]) > np.mean(returns[:4]) + 0.1
+
+
+def test_a_new_log_reason_passes_at_once_and_repeats_once_a_period():
+    gate = RepeatGate(1.0)
+    assert gate.allow('stale_state', 10.0)
+    assert not gate.allow('stale_state', 10.5)          # the same reason: throttled
+    assert gate.allow('bad_observation', 10.6)          # a new reason: at once
+    assert not gate.allow('bad_observation', 10.7)
+    assert gate.allow('stale_state', 11.0)              # a period after it last passed
+    assert not gate.allow('stale_state', 11.9)
+    assert gate.allow('bad_observation', 11.6)
+    for k in range(300):               # many kinds, each passes once; the old are forgotten
+        assert gate.allow(f'error {k}', 20.0 + k * 0.1)
+        assert not gate.allow(f'error {k}', 20.0 + k * 0.1)
+    assert len(gate._last) <= 101
 
 
 def test_episode_signal_and_padded_episodes():

@@ -254,5 +254,7 @@ def test_the_old_inner_steps_name_still_works_with_a_warning():
         assert evaluate.AdaptConfig(1, 2, inner_steps=3).steps_per_batch == 3
     with pytest.raises(ValueError, match='disagree'):
         evaluate.AdaptConfig(1, 2, inner_steps=3, steps_per_batch=2)
+    with pytest.raises(ValueError, match='inner_steps must be an integer >= 1; got 0'):
+        evaluate.AdaptConfig(1, 2, inner_steps=0)
     with pytest.warns(FutureWarning, match='steps_per_batch'):
         assert make_operator('pg', None, 0.1, {}, {'inner_steps': '2'}).steps_per_batch == 2

@@ -118,7 +118,6 @@ PINNED = [
     ('robot_description_timeout', 2.0, (0.0, 600.0), None),
     ('require_robot_description', False, None, None),
     ('limit_tolerance', 0.01, (0.0, 1.0), None),
-    ('device', 'cpu', None, ('cpu', 'auto')),
     ('torch_threads', 1, (1, 256), None),
     ('persist_path', '', None, None),
     ('seed', 0, (0, 2 ** 31 - 1), None),

@@ -5,9 +5,11 @@ import os
 import re
 import time
 
+from maml_robot.online.robot_limits import robot_model
 from maml_robot.paths import data_path
 from maml_robot.ros.conversions import ROBOT_DESCRIPTION_QOS
-from maml_robot.ros.launcher import NodeProcesses
+from maml_robot.ros.launcher import node_command, NodeProcesses
+from maml_robot.scenario import load_scenario
 import numpy as np
 import pytest
 from std_msgs.msg import String
@@ -99,3 +101,58 @@ def test_without_a_description_the_node_refuses_or_warns(checkpoint, tmp_path,  
             assert re.search(r'limits from \S*/reacher\.urdf', log)
     finally:
         probe.close()
+
+
+def received_descriptions(probe):
+    """Subscribe to /robot_description as the adapter does; return the list texts go to."""
+    texts = []
+    probe.node.create_subscription(String, '/robot_description',
+                                   lambda msg: texts.append(msg.data), ROBOT_DESCRIPTION_QOS)
+    return texts
+
+
+def wait_for(predicate, procs, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        procs.check_alive()
+        assert time.monotonic() < deadline, f'not within {timeout} s'
+        time.sleep(0.1)
+
+
+def test_the_sim_publishes_its_urdf_and_the_adapter_takes_its_limits(
+        checkpoint, tmp_path):  # noqa: F811
+    """sim_node + adapter_node as `maml-robot demo|launch` start them: no fallback warning."""
+    domain = domain_id()
+    probe = Probe(domain)
+    texts = received_descriptions(probe)
+    try:
+        with NodeProcesses(domain, log_dir=tmp_path) as procs:
+            procs.start('sim', node_command('sim_node', overrides={'start_paused': True}))
+            procs.start('adapter', adapter_argv(checkpoint, robot_description_timeout=30.0))
+            wait_for(lambda: 'active: publishing' in read_log(tmp_path, 'adapter'), procs)
+            wait_for(lambda: texts, procs)
+        log = read_log(tmp_path, 'adapter')
+        assert 'limits from /robot_description' in log, log
+        assert 'no robot description' not in log, log
+        # what robot_state_publisher would publish: the URDF file's text, as it is
+        assert texts == [load_scenario('reacher').urdf_path.read_text()]
+    finally:
+        probe.close()
+
+
+def test_the_sim_publishes_a_pybullet_data_urdf_as_its_file_text(tmp_path):
+    """kuka_reach's URDF is pybullet_data://...: its text, mesh paths unresolved, parses."""
+    scenario = load_scenario('kuka_reach')
+    domain = domain_id()
+    probe = Probe(domain)
+    texts = received_descriptions(probe)
+    try:
+        with NodeProcesses(domain, log_dir=tmp_path) as procs:
+            procs.start('sim', node_command('sim_node', overrides={
+                'scenario': 'kuka_reach', 'start_paused': True}))
+            wait_for(lambda: texts, procs)
+    finally:
+        probe.close()
+    assert texts == [scenario.urdf_path.read_text()]
+    model = robot_model(text=texts[0])
+    assert set(scenario.joint_names) <= set(model.moving_joints)

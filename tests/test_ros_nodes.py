@@ -3,6 +3,7 @@
 import itertools
 import math
 import os
+import re
 import threading
 import time
 
@@ -112,6 +113,15 @@ def read_log(tmp_path, name):
     return (tmp_path / f'{name}.log').read_text()
 
 
+def log_time(log, text, after=-math.inf):
+    """Return the time stamp of the first line of a node's log with ``text`` after ``after``."""
+    for line in log.splitlines():
+        match = re.match(r'\[\w+\] \[(\d+\.\d+)\]', line)
+        if match and text in line and float(match.group(1)) > after:
+            return float(match.group(1))
+    raise AssertionError(f'no line with {text!r} after {after} in the log:\n{log}')
+
+
 @pytest.mark.parametrize('trigger', ['state', 'timer'])
 def test_adapter_node_inputs_safety_and_estop(checkpoint, tmp_path, trigger):
     domain = domain_id()
@@ -133,7 +143,7 @@ def test_adapter_node_inputs_safety_and_estop(checkpoint, tmp_path, trigger):
                                     pos=(9.0, -0.4, 0.3), vel=(9.0, 0.2, 0.1))[-1]
             np.testing.assert_allclose(shuffled, ordered, rtol=1e-6)
             # a missing joint, wrong lengths, NaN and inf: hold (zeros), never NaN, clear log
-            # (NaN first: the hold warning is throttled per call site, whatever its reason)
+            # (NaN first: bad_observation, then the broken states' stale_state is a new reason)
             cases = [{'pos': (math.nan, 0.1)},
                      {'names': ('elbow_joint',), 'pos': (0.3,), 'vel': (0.1,)},
                      {'pos': (0.3,)},
@@ -157,6 +167,10 @@ def test_adapter_node_inputs_safety_and_estop(checkpoint, tmp_path, trigger):
         log = read_log(tmp_path, 'adapter')
         assert "joint 'shoulder_joint' missing from joint_states" in log
         assert 'but 1 positions' in log and 'holding: bad_observation' in log
+        # a new hold reason is logged at once, not held back by the last one's 1 s throttle
+        bad_at = log_time(log, 'holding: bad_observation')
+        stale_at = log_time(log, 'holding: stale_state (state age inf', after=bad_at)
+        assert stale_at - bad_at < 0.9, (bad_at, stale_at)
         assert "joint 'elbow_joint' velocity inf is beyond the plausible speed 201" in log
         assert 'e-stop engaged' in log
     finally:

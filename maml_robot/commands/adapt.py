@@ -2,8 +2,6 @@
 
 from maml_robot.commands.sim import add_node_arguments, run_node
 
-HELP = 'run the online adapter node (ROS 2) from config/adapter.yaml plus overrides'
-
 
 def add_arguments(parser):
     """Add the node's options."""

@@ -12,9 +12,6 @@ from maml_robot.results import write_json
 import torch
 from tqdm import tqdm
 
-HELP = ('Train/evaluate a baseline on the same tasks and budgets as `maml-robot eval`: '
-        'ppo-dr, multitask, oracle or random. Models are cached; results go to --out.')
-
 
 def default_cache():
     """Return the default cache folder (``$MAML_ROBOT_CACHE`` or ~/.cache/maml_robot)."""

@@ -12,8 +12,6 @@ from maml_robot.dynamics import sample_tasks
 from maml_robot.ros import launcher
 from maml_robot.scenario import load_scenario
 
-HELP = ('sim robot with unseen dynamics + online adapter over real ROS 2 topics; prints the '
-        'return per episode and plots it')
 MODEL = Path(__file__).resolve().parent.parent / 'models' / 'reacher.safetensors'
 
 
@@ -262,7 +260,8 @@ def run(args):
         'checkpoint': str(ckpt), 'use_sim_time': True, 'reward_source': 'topic', 'seed': args.seed,
         'trigger': args.trigger,
         'rollouts_per_step': args.rollouts_per_step,   # judged on as many (accept_window 0)
-        'persist_path': str(persist), 'ramp_in_steps': 0, 'fade_in_steps': 5})
+        'persist_path': str(persist), 'ramp_in_steps': 0, 'fade_in_steps': 5,
+        'robot_description_timeout': launcher.DESCRIPTION_WAIT})
     episode_wall = scenario.episode_steps * scenario.control_period / args.real_time_factor
     timeout = 60 + 3 * args.episodes * episode_wall
     with launcher.NodeProcesses(domain, log_dir=out / 'logs') as procs:

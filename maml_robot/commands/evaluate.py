@@ -20,9 +20,6 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-HELP = ('Evaluate checkpoints on the test/ood split: returns after 0..K inner steps with '
-        'bootstrap CIs, normalized score, negative-adaptation rate; JSON/CSV/markdown/PNG.')
-
 
 def default_workers():
     """Return the default number of sampler workers: the CPU cores, at most 8."""

@@ -9,8 +9,6 @@ from maml_robot.commands.arguments import domain_id
 from maml_robot.ros import launcher
 from maml_robot.scenario import checkpoint_reference, load_scenario, write_scenario_yaml
 
-HELP = 'start sim_node and adapter_node together (like ros2 launch maml_robot sim_adapt)'
-
 
 COMMAND_TOPICS = {'torque': '/forward_effort_controller/commands',
                   'position': '/forward_position_controller/commands'}
@@ -53,7 +51,7 @@ def run(args):
             'task_index': args.task_index, 'real_time_factor': args.real_time_factor})
         adapter = launcher.node_command('adapter_node', overrides={
             'checkpoint': args.checkpoint, 'reward_source': 'topic', 'use_sim_time': True,
-            'command_topic': topic})
+            'command_topic': topic, 'robot_description_timeout': launcher.DESCRIPTION_WAIT})
         return _run_nodes(args, sim, adapter)
 
 

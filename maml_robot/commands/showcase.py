@@ -9,8 +9,6 @@ from maml_robot.envs import MetaRobotEnv
 from maml_robot.envs.controllers import controller_kind, make_controller, rollout
 import numpy as np
 
-HELP = ('Roll out a fixed controller under sampled dynamics of each split (train, test, ood) '
-        'and print what changed and the returns (nominal controller, oracle, zero action).')
 ROBOTS = ('reacher', 'cheetah', 'quadruped')
 
 

@@ -3,8 +3,6 @@
 from maml_robot.commands.arguments import domain_id
 from maml_robot.ros import launcher
 
-HELP = 'run the PyBullet sim node (ROS 2) from config/sim.yaml plus overrides'
-
 
 def add_node_arguments(parser, params_file, example):
     """Add the options every node command takes (params files, overrides, domain id)."""

@@ -15,8 +15,6 @@ from maml_robot.stop_signals import STOP_SIGNALS, stop_signals_raise, StopReques
 from maml_robot.train_config import default_config_path, load_train_config, TrainConfig
 import torch
 
-HELP = 'meta-train a policy on a scenario (TensorBoard/CSV logs, checkpoints, --resume)'
-
 
 @contextlib.contextmanager
 def stop_signals_save_state():

@@ -1,4 +1,4 @@
-"""What the adapter node reports on /diagnostics: its status and counters (no ROS)."""
+"""What the adapter node reports: its /diagnostics status and its log lines (no ROS)."""
 
 import dataclasses
 import math
@@ -28,3 +28,27 @@ def adapter_status(adapter, trigger_stats, state_triggered: bool, latencies) -> 
     if adapter.frozen:
         return True, 'stale state: holding', values
     return False, 'adapting' if adapter.adapt_enabled else 'adaptation disabled', values
+
+
+class RepeatGate:
+    """
+    Decide which log lines to write: a new kind at once, one kind again at most once a period.
+
+    rclpy's ``throttle_duration_sec`` throttles a call site whatever its message, so a new
+    reason logged there could wait a whole period unseen; here each kind (a hold reason, an
+    input error with its numbers masked) has its own period.
+    """
+
+    def __init__(self, period: float = 1.0):
+        """:param period: seconds between two lines of the same kind."""
+        self.period = float(period)
+        self._last = {}          # kind -> when it was last let through
+
+    def allow(self, kind, now: float) -> bool:
+        """Return True (and note the time) when a line of ``kind`` should be logged ``now``."""
+        if now - self._last.get(kind, -math.inf) < self.period:
+            return False
+        if len(self._last) > 100:      # kinds not seen for a period need no memory
+            self._last = {k: t for k, t in self._last.items() if now - t < self.period}
+        self._last[kind] = now
+        return True

@@ -43,8 +43,6 @@ class NodeConfig:
     limit_tolerance: float = setting(0.01, bounds='[0.0, 1.0]')
     """Largest relative difference between the robot's limits (effort, position, velocity) and
     the ones the checkpoint was trained with; beyond it configure fails, naming the joint."""
-    device: str = setting('cpu', choices=('cpu', 'auto'))
-    """Torch device of the online policy (it is tiny: CPU is fastest)."""
     torch_threads: int = setting(1, bounds='[1, 256]')
     """Torch intra-op threads."""
     persist_path: str = setting('')

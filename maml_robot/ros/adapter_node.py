@@ -10,7 +10,7 @@ from geometry_msgs.msg import PointStamped
 from maml_robot.online import (load_adapter, MODE_BAD_ACTION, MODE_BAD_OBS, MODE_STALE,
                                OnlineConfig)
 from maml_robot.online.config import command_order
-from maml_robot.online.diagnostics import adapter_status
+from maml_robot.online.diagnostics import adapter_status, RepeatGate
 from maml_robot.online.inputs import LiveInputs, PlausibleJoints
 from maml_robot.online.loading import check_checkpoint_exists
 from maml_robot.online.node_config import NodeConfig
@@ -52,7 +52,7 @@ class AdapterNode(LifecycleNode):
         self._order = None           # command_joint_order as indices (None: checkpoint order)
         self._timer = self._diag_timer = None
         self._entities = []
-        self._last_error = None
+        self._log_gate = RepeatGate(1.0)   # each new hold reason or input error at once
         self.latencies = []          # seconds from joint_states receipt to command publish
 
     def _command_msg(self, command):
@@ -146,7 +146,7 @@ class AdapterNode(LifecycleNode):
         spec = self.adapter.spec
         self._inputs = LiveInputs(spec.needs, reward_topic=settings.reward_source == 'topic')
         self._published_episodes = 0
-        self._last_error = None
+        self._log_gate = RepeatGate(1.0)
         self.latencies = []
         add = self._entities.append
         self._state_triggered = settings.trigger == 'state'
@@ -284,11 +284,8 @@ class AdapterNode(LifecycleNode):
     def _log_input_error(self, text):
         """Log a new kind of input error at once, a repeated one at most once a second."""
         kind = re.sub(r'-?\d[\d.e+-]*', '#', text)     # the same error with other numbers
-        if kind != self._last_error:
-            self._last_error = kind
+        if self._log_gate.allow(kind, time.monotonic()):
             self.get_logger().error(text)
-        else:
-            self.get_logger().error(text, throttle_duration_sec=1.0)
 
     def _on_goal(self, msg):
         self._inputs.put_goal(conversions.point_array(msg))
@@ -326,9 +323,9 @@ class AdapterNode(LifecycleNode):
         if step.received is not None and cmd.mode != MODE_STALE:
             self.latencies.append(time.perf_counter() - step.received)
             del self.latencies[:-2000]
-        if cmd.mode in (MODE_STALE, MODE_BAD_OBS, MODE_BAD_ACTION):
-            self.get_logger().warning(f'holding: {cmd.mode} (state age {step.age:.3f}s)',
-                                      throttle_duration_sec=1.0)
+        if cmd.mode in (MODE_STALE, MODE_BAD_OBS, MODE_BAD_ACTION) \
+                and self._log_gate.allow(cmd.mode, time.monotonic()):   # a new reason at once
+            self.get_logger().warning(f'holding: {cmd.mode} (state age {step.age:.3f}s)')
         self._publish_episodes()
 
     def _publish_episodes(self):

@@ -13,6 +13,9 @@ from maml_robot.stop_signals import exit_code, signal_of, stop_signals_raise
 import yaml
 
 NODES = {'sim_node': 'maml_robot.ros.sim_node', 'adapter_node': 'maml_robot.ros.adapter_node'}
+DESCRIPTION_WAIT = 30.0
+"""robot_description_timeout of an adapter started beside a sim_node, which publishes the URDF
+at start-up: the wait ends when it arrives, and a slow sim start-up is not a missing robot."""
 
 
 def ros_value(value) -> str:

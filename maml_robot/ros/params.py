@@ -137,6 +137,10 @@ def check_value(param: Param, value):
 
 RENAMED = {'inner_steps': 'steps_per_batch'}
 """Old parameter names and their new ones (an old params file gets told what to write)."""
+REMOVED = {'device': 'the adapter node runs its policy on the CPU (a policy this small is '
+                     'fastest there; a GPU would add a transfer to every command), and no value '
+                     'of device ever changed that'}
+"""Parameters that are gone, and why (an old params file gets told to delete them)."""
 
 
 def find_param(table, name: str) -> Param:
@@ -144,6 +148,8 @@ def find_param(table, name: str) -> Param:
     known = {p.name: p for p in tuple(table) + ROS_PARAMETERS}
     if name in known:
         return known[name]
+    if name in REMOVED:
+        raise ValueError(f'parameter {name!r} was removed: {REMOVED[name]}; delete it')
     if RENAMED.get(name) in known:
         raise ValueError(f'parameter {name!r} was renamed {RENAMED[name]!r}: write '
                          f'{RENAMED[name]} instead (same meaning, same value)')

@@ -19,7 +19,7 @@ from rclpy.qos import qos_profile_sensor_data
 from rclpy.validate_topic_name import validate_topic_name
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import JointState
-from std_msgs.msg import Empty, Float64, Float64MultiArray
+from std_msgs.msg import Empty, Float64, Float64MultiArray, String
 from std_srvs.srv import SetBool, Trigger
 import yaml
 
@@ -45,6 +45,9 @@ PARAMETERS = (
           0, 100000),
     Param('start_paused', False, 'start paused (call ~/pause false to run)'),
     Param('frame_id', 'world', 'frame of goal and odom'),
+    Param('publish_robot_description', True, "publish the scenario's URDF (the file's text) on "
+          'robot_description (std_msgs/String, transient local, as robot_state_publisher '
+          'does); false when a robot_state_publisher publishes it'),
 )
 
 
@@ -90,6 +93,8 @@ class SimNode(Node):
         self.goal_pub = self.create_publisher(PointStamped, 'goal', 10)
         self.odom_pub = self.create_publisher(Odometry, 'odom', qos_profile_sensor_data)
         self.create_subscription(Float64MultiArray, values['command_topic'], self._on_command, 10)
+        if values['publish_robot_description']:
+            self._publish_description()
         self.create_service(Trigger, '~/reset', self._srv_reset)
         self.create_service(SetBool, '~/pause', self._srv_pause)
         self._reset_world()
@@ -97,6 +102,13 @@ class SimNode(Node):
         self.get_logger().info(
             f'{self.scenario.name}: {self.task.describe(self.scenario)}; joints '
             f'{list(self.joint_names)}; {1 / self.period:g} Hz x{values["real_time_factor"]:g}')
+
+    def _publish_description(self):
+        """Publish the URDF once, latched: the adapter checks its limits against it."""
+        text = self.scenario.urdf_path.read_text()
+        self.description_pub = self.create_publisher(String, 'robot_description',
+                                                     conversions.ROBOT_DESCRIPTION_QOS)
+        self.description_pub.publish(String(data=text))
 
     def _task(self, values):
         if values['task'].strip():

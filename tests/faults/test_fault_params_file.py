@@ -118,3 +118,17 @@ def test_an_old_params_file_is_told_the_new_name(tmp_path):
     old.write_text('/**:\n  ros__parameters:\n    inner_steps: 2\n')
     with pytest.raises(ValueError, match="'inner_steps' was renamed 'steps_per_batch'"):
         check_params_file(old, 'adapter_node', adapter_node.PARAMETERS)
+
+
+def test_a_removed_parameter_is_named_with_why_and_what_to_do(tmp_path):
+    """The device parameter (never read: the policy ran on the CPU) is refused, not ignored."""
+    old = tmp_path / 'old.yaml'
+    old.write_text('/**:\n  ros__parameters:\n    device: auto\n')
+    with pytest.raises(ValueError, match=rf'params file {old}: /\*\*: device: parameter '
+                       r"'device' was removed: the adapter node runs its policy on the CPU"
+                       r'.*; delete it$'):
+        check_params_file(old, 'adapter_node', adapter_node.PARAMETERS)
+    assert 'device' not in {p.name for p in adapter_node.PARAMETERS}
+    # the same message for `maml-robot adapt --set` and `ros2 param set`
+    with pytest.raises(ValueError, match="'device' was removed"):
+        launcher.parse_overrides(['device=cpu'], adapter_node.PARAMETERS)
