@@ -13,7 +13,8 @@ HELP = 'start sim_node and adapter_node together (like ros2 launch maml_robot si
 
 
 COMMAND_TOPICS = {'torque': '/forward_effort_controller/commands',
-                  'position': '/forward_position_controller/commands'}
+                  'position': '/forward_position_controller/commands',
+                  'velocity': '/forward_velocity_controller/commands'}
 """Where a ros2_control forward_command_controller of each control mode listens."""
 
 

@@ -28,7 +28,8 @@ class NodeConfig:
     checkpoint's order (joint names sorted)."""
     command_type: str = setting('array', choices=('array', 'trajectory'))
     """array: std_msgs/Float64MultiArray (forward_command_controller); trajectory:
-    trajectory_msgs/JointTrajectory, one point a period ahead (joint_trajectory_controller)."""
+    trajectory_msgs/JointTrajectory, one point a period ahead (joint_trajectory_controller;
+    position and torque mode only: a velocity-mode checkpoint fails to configure)."""
     reward_source: str = setting('internal', choices=('internal', 'topic'))
     """internal: compute_reward from observed states; topic: std_msgs/Float64 on reward."""
     robot_description: str = setting('')
