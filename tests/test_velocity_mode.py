@@ -8,7 +8,7 @@ from maml_robot.actuation import Actuation
 from maml_robot.dynamics import Task
 from maml_robot.gravity import GravityModel
 from maml_robot.observation import RobotState
-from maml_robot.online.config import check_command_type
+from maml_robot.online.node_config import NodeConfig
 from maml_robot.scenario import build_scenario, load_scenario, ScenarioError
 from maml_robot.sim.robot import VelocityLoop
 from maml_robot.sim.world import World
@@ -255,8 +255,8 @@ def test_a_velocity_checkpoint_refuses_trajectory_commands_and_launches_on_its_t
     assert COMMAND_TOPICS[mode] == '/forward_velocity_controller/commands'
     act = sc.actuation
     with pytest.raises(ValueError, match="set command_type 'array'.*forward_velocity_controller"):
-        check_command_type('trajectory', act)
-    check_command_type('array', act)
-    check_command_type('trajectory', load_scenario('kuka_reach').actuation)
+        NodeConfig(command_type='trajectory').check_actuation(act)
+    NodeConfig(command_type='array').check_actuation(act)
+    NodeConfig(command_type='trajectory').check_actuation(load_scenario('kuka_reach').actuation)
     with pytest.raises(ValueError, match='no reference controller for velocity mode'):
         controller_kind(reacher_velocity(tmp_path))

@@ -172,20 +172,3 @@ def command_order(joint_names, order: str) -> Optional[tuple]:
         raise ValueError(f'command_joint_order must name each of the checkpoint joints '
                          f'{list(joint_names)} exactly once (comma-separated), got {names}')
     return tuple(list(joint_names).index(n) for n in names)
-
-
-def check_command_type(command_type: str, actuation: Optional[Actuation]) -> None:
-    """
-    Refuse ``command_type`` trajectory for a velocity-mode ``actuation``, saying what to set.
-
-    A velocity-mode policy was trained on a drive that tracks its joint velocities:
-    forward_velocity_controller forwards them to the velocity interface. A
-    joint_trajectory_controller follows waypoint POSITIONS (on a velocity interface through its
-    own position PID), which is not the drive the policy learned on.
-    """
-    if command_type == 'trajectory' and actuation is not None and actuation.is_velocity:
-        raise ValueError("command_type 'trajectory' does not fit a velocity-mode checkpoint: "
-                         'joint_trajectory_controller follows positions, the policy commands '
-                         "velocities; set command_type 'array' and send the commands to a "
-                         'forward_velocity_controller (command_topic '
-                         "'/forward_velocity_controller/commands')")

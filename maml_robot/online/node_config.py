@@ -60,3 +60,21 @@ class NodeConfig:
     def __post_init__(self):
         """Check every field against its type, range and choices."""
         validate(self)
+
+    def check_actuation(self, actuation) -> None:
+        """
+        Refuse settings that do not fit the checkpoint's control mode, saying what to set.
+
+        ``command_type`` trajectory with a velocity-mode ``actuation`` (an Actuation, or None
+        for an old torque checkpoint): the policy was trained on a drive that tracks its joint
+        velocities, which forward_velocity_controller forwards to the velocity interface; a
+        joint_trajectory_controller follows waypoint POSITIONS (on a velocity interface
+        through its own position PID), not the drive the policy learned on.
+        """
+        if self.command_type == 'trajectory' and actuation is not None \
+                and actuation.is_velocity:
+            raise ValueError("command_type 'trajectory' does not fit a velocity-mode "
+                             'checkpoint: joint_trajectory_controller follows positions, the '
+                             "policy commands velocities; set command_type 'array' and send "
+                             'the commands to a forward_velocity_controller (command_topic '
+                             "'/forward_velocity_controller/commands')")

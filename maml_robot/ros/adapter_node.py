@@ -9,7 +9,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PointStamped
 from maml_robot.online import (load_adapter, MODE_BAD_ACTION, MODE_BAD_OBS, MODE_STALE,
                                OnlineConfig)
-from maml_robot.online.config import check_command_type, command_order
+from maml_robot.online.config import command_order
 from maml_robot.online.diagnostics import adapter_status
 from maml_robot.online.inputs import LiveInputs, PlausibleJoints
 from maml_robot.online.loading import check_checkpoint_exists
@@ -83,7 +83,7 @@ class AdapterNode(LifecycleNode):
                 robot_source=source, limit_tolerance=settings.limit_tolerance)
             self._order = command_order(self.adapter.spec.joint_names,
                                         settings.command_joint_order)
-            check_command_type(settings.command_type, self.adapter.spec.actuation)
+            settings.check_actuation(self.adapter.spec.actuation)
             self.period = self._control_period(settings.control_rate_hz)
         except (ValueError, OSError) as err:
             self.get_logger().error(f'configure failed: {err}')
