@@ -13,14 +13,20 @@ saw in training. Nothing here knows about PyBullet, torch or ROS.
   the physics rate (on a real robot: the motor drivers or ros2_control's controller) turns it
   into ``kp * (target - q) - kd * qd``, clamped to the effort limit. The safe hold is a pose:
   the default pose, or the last commanded one (``hold: last``); never a collapse.
+- ``velocity``: the command is a joint velocity, ``action * action_scale`` (rad/s, m/s), within
+  the URDF velocity limit (ros2_control's velocity interface, forward_velocity_controller). A
+  velocity loop at the physics rate (on a real robot: the drive) turns it into ``kv * (target -
+  qd)``, clamped to the effort limit. The safe hold is zero velocity (``hold: stop``): the
+  drive brakes. Under gravity a joint then creeps at ``load / kv`` unless the drive's own loop
+  holds position.
 """
 
 from dataclasses import dataclass
 
 import numpy as np
 
-MODES = ('torque', 'position')
-HOLDS = {'torque': ('zero', 'gravity'), 'position': ('default', 'last')}
+MODES = ('torque', 'position', 'velocity')
+HOLDS = {'torque': ('zero', 'gravity'), 'position': ('default', 'last'), 'velocity': ('stop',)}
 
 
 @dataclass(frozen=True, eq=False)
@@ -28,16 +34,19 @@ class Actuation:
     """
     The actuator contract of one robot, arrays in scenario joint order.
 
-    :param mode: 'torque' or 'position'.
-    :param action_scale: (J,) command per unit of normalized action (N·m, or rad / m).
+    :param mode: 'torque', 'position' or 'velocity'.
+    :param action_scale: (J,) command per unit of normalized action (N·m, rad / m, or rad/s).
     :param effort_limit: (J,) largest effort the actuator applies.
     :param position_limits: (J, 2) lower, upper joint positions (±inf for continuous joints).
     :param default_position: (J,) position mode: the target of a zero action.
     :param kp: (J,) position mode: stiffness of the PD loop (N·m / rad).
     :param kd: (J,) position mode: damping of the PD loop (N·m·s / rad).
-    :param hold: the safe command: 'zero' or 'gravity' (torque), 'default' or 'last' (position).
+    :param hold: the safe command: 'zero' or 'gravity' (torque), 'default' or 'last'
+        (position), 'stop' (velocity).
     :param gravity: ``hold: gravity`` only: the robot's ``maml_robot.gravity.GravityModel``
         (``torques(q)`` gives the efforts (J,) that hold it still at positions q).
+    :param kv: (J,) velocity mode: gain of the velocity loop (N·m·s / rad, N·s / m); None: 0.
+    :param velocity_limit: (J,) largest commanded velocity (rad/s, m/s); None: no limit.
     """
 
     mode: str
@@ -49,9 +58,16 @@ class Actuation:
     kd: np.ndarray
     hold: str
     gravity: object = None
+    kv: np.ndarray = None
+    velocity_limit: np.ndarray = None
 
     def __post_init__(self):
         """Check the mode, the hold and the array sizes; the message says what to change."""
+        j = len(self.action_scale)
+        if self.kv is None:        # torque and position modes (and older snapshots): no loop
+            object.__setattr__(self, 'kv', np.zeros(j))
+        if self.velocity_limit is None:
+            object.__setattr__(self, 'velocity_limit', np.full(j, np.inf))
         if self.mode not in MODES:
             raise ValueError(f'control mode must be one of {MODES}, got {self.mode!r}')
         if self.hold not in HOLDS[self.mode]:
@@ -61,8 +77,7 @@ class Actuation:
             raise ValueError("hold 'gravity' needs the robot's gravity model "
                              '(maml_robot.gravity.GravityModel), and only it takes one; got '
                              f'hold {self.hold!r} with gravity={self.gravity!r}')
-        j = len(self.action_scale)
-        for name in ('effort_limit', 'default_position', 'kp', 'kd'):
+        for name in ('effort_limit', 'default_position', 'kp', 'kd', 'kv', 'velocity_limit'):
             if np.shape(getattr(self, name)) != (j,):
                 raise ValueError(f'actuation {name} must have {j} entries (one per joint), '
                                  f'got shape {np.shape(getattr(self, name))}')
@@ -75,13 +90,24 @@ class Actuation:
         """Return True when commands are joint position targets."""
         return self.mode == 'position'
 
+    @property
+    def is_velocity(self) -> bool:
+        """Return True when commands are joint velocities."""
+        return self.mode == 'velocity'
+
+    def _bounds(self):
+        """Return (lower, upper) (J,) of a command: positions, velocities or efforts."""
+        if self.is_position:
+            return self.position_limits[:, 0], self.position_limits[:, 1]
+        if self.is_velocity:
+            return -self.velocity_limit, self.velocity_limit
+        return -self.effort_limit, self.effort_limit
+
     def command(self, action) -> np.ndarray:
         """Return the joint command of a normalized action (both (J,)), within the limits."""
         a = np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
-        if self.is_position:
-            lo, hi = self.position_limits[:, 0], self.position_limits[:, 1]
-            return np.clip(self.default_position + a * self.action_scale, lo, hi)
-        return np.clip(a * self.action_scale, -self.effort_limit, self.effort_limit)
+        offset = self.default_position if self.is_position else 0.0
+        return np.clip(offset + a * self.action_scale, *self._bounds())
 
     def hold_command(self, last=None, position=None) -> np.ndarray:
         """
@@ -95,8 +121,10 @@ class Actuation:
         seen; nothing better is known). ``hold: gravity`` commands zero effort without them (or
         when they are not finite): it has nothing to compensate against. The efforts come from
         the URDF's nominal masses (an unknown payload is not compensated) and are clamped to
-        the effort limits.
+        the effort limits. Velocity: zero velocity, which the drive brakes to.
         """
+        if self.is_velocity:
+            return np.zeros(len(self.action_scale))
         if not self.is_position:
             if self.hold == 'gravity' and position is not None \
                     and np.all(np.isfinite(position)):
@@ -107,11 +135,8 @@ class Actuation:
         return self.clip_command(self.default_position)
 
     def clip_command(self, command) -> np.ndarray:
-        """Return ``command`` (J,) within the effort or position limits."""
-        c = np.asarray(command, dtype=np.float64)
-        if self.is_position:
-            return np.clip(c, self.position_limits[:, 0], self.position_limits[:, 1])
-        return np.clip(c, -self.effort_limit, self.effort_limit)
+        """Return ``command`` (J,) within the position, velocity or effort limits."""
+        return np.clip(np.asarray(command, dtype=np.float64), *self._bounds())
 
     def normalized(self, command) -> np.ndarray:
         """Return the normalized action (J,) that ``command`` (J,) stands for (the inverse)."""
@@ -125,6 +150,11 @@ class Actuation:
         effort = self.kp * (np.asarray(target) - position) - self.kd * np.asarray(velocity)
         return np.clip(effort, -self.effort_limit, self.effort_limit)
 
+    def velocity_effort(self, target, velocity) -> np.ndarray:
+        """Return the velocity loop's effort (J,) ``kv (target - qd)``, within the effort limit."""
+        effort = self.kv * (np.asarray(target) - np.asarray(velocity))
+        return np.clip(effort, -self.effort_limit, self.effort_limit)
+
     def to_dict(self) -> dict:
         """Return a JSON-able dict (``from_dict`` rebuilds it)."""
         return {'mode': self.mode, 'hold': self.hold,
@@ -132,7 +162,8 @@ class Actuation:
                 'effort_limit': self.effort_limit.tolist(),
                 'position_limits': [[float(v) for v in row] for row in self.position_limits],
                 'default_position': self.default_position.tolist(),
-                'kp': self.kp.tolist(), 'kd': self.kd.tolist()}
+                'kp': self.kp.tolist(), 'kd': self.kd.tolist(), 'kv': self.kv.tolist(),
+                'velocity_limit': self.velocity_limit.tolist()}
 
     @classmethod
     def torque(cls, action_scale) -> 'Actuation':
@@ -146,7 +177,12 @@ class Actuation:
 
     @classmethod
     def from_dict(cls, data: dict, gravity=None) -> 'Actuation':
-        """Rebuild from ``to_dict()``; ``hold: gravity`` needs its ``gravity`` model again."""
+        """
+        Rebuild from ``to_dict()``; ``hold: gravity`` needs its ``gravity`` model again.
+
+        ``kv`` and ``velocity_limit`` may be missing (dicts written before velocity mode).
+        """
         arrays = {k: np.asarray(data[k], dtype=np.float64) for k in (
-            'action_scale', 'effort_limit', 'position_limits', 'default_position', 'kp', 'kd')}
+            'action_scale', 'effort_limit', 'position_limits', 'default_position', 'kp', 'kd',
+            'kv', 'velocity_limit') if k in data}
         return cls(mode=data['mode'], hold=data['hold'], gravity=gravity, **arrays)

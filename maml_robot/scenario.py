@@ -3,7 +3,6 @@
 import copy
 from dataclasses import dataclass, field
 import hashlib
-import math
 from pathlib import Path
 
 from maml_robot.actuation import Actuation
@@ -303,7 +302,6 @@ def build_scenario(data, path):
         r.fail('<top level>', 'a mapping of scenario keys', type(data).__name__)
     r.mapping(data, '', TOP_KEYS, required=REQUIRED_KEYS)
     urdf_path, model, names = _robot(r, data, path)
-    joints = [model.joints[n] for n in names]
     control, sim, timing = _timing(r, data)
     base = _base(r, data, model)
     init = r.mapping(data.get('initial_state', {}), 'initial_state',
@@ -326,7 +324,7 @@ def build_scenario(data, path):
         name=name, path=path.resolve(), urdf_path=urdf_path,
         description=str(data.get('description', '')), joint_names=names,
         effort_limits=actuation.effort_limit,     # read from the URDF once, in the actuation
-        velocity_limits=np.array([j.velocity or math.inf for j in joints]),
+        velocity_limits=actuation.velocity_limit,     # inf where the URDF gives none (or 0)
         position_limits=actuation.position_limits,
         actuation=actuation, uncontrolled=uncontrolled, **timing,
         gravity=gravity,

@@ -1,10 +1,11 @@
 """
 A scenario's control section, checked against its URDF: how actions reach the joints.
 
-``mode`` torque or position (maml_robot.actuation), ``rate_hz``, per-joint ``action_scale``,
-position mode's PD gains ``kp``/``kd``, ``default_joint_position`` and safe ``hold`` (torque mode's
-``gravity`` hold built from the URDF, maml_robot.gravity), and what happens to the URDF's moving
-joints that are not controlled (``uncontrolled: free | lock``).
+``mode`` torque, position or velocity (maml_robot.actuation), ``rate_hz``, per-joint
+``action_scale``, position mode's PD gains ``kp``/``kd`` and ``default_joint_position``, velocity
+mode's loop gain ``kv``, the safe ``hold`` (torque mode's ``gravity`` hold built from the URDF,
+maml_robot.gravity), and what happens to the URDF's moving joints that are not controlled
+(``uncontrolled: free | lock``).
 ``r`` is the scenario's reader: its ``fail`` raises the ScenarioError that names the file and
 key, its ``per_joint`` reads a number or a joint -> number mapping.
 """
@@ -16,9 +17,11 @@ from maml_robot.gravity import GravityModel
 from maml_robot.kinematics import KinematicsError
 import numpy as np
 
-CONTROL_KEYS = ('mode', 'rate_hz', 'action_scale', 'kp', 'kd', 'default_joint_position',
+CONTROL_KEYS = ('mode', 'rate_hz', 'action_scale', 'kp', 'kd', 'default_joint_position', 'kv',
                 'hold', 'uncontrolled')
-POSITION_KEYS = ('kp', 'kd', 'default_joint_position')
+MODE_KEYS = {'position': ('kp', 'kd', 'default_joint_position'), 'velocity': ('kv',)}
+"""Keys only one mode takes (the others refuse them, naming the mode that does)."""
+DEFAULT_HOLD = {'torque': 'zero', 'position': 'default', 'velocity': 'stop'}
 UNCONTROLLED = ('free', 'lock')
 
 
@@ -33,25 +36,23 @@ def control_section(r, control, names, model, initial_q, base, gravity):
     mode = control['mode']
     if mode not in MODES:
         r.fail('control.mode', f'one of {list(MODES)}', mode)
+    _mode_keys(r, control, mode)
     position = mode == 'position'
-    for key in POSITION_KEYS:
-        if key in control and not position:
-            r.fail(f'control.{key}', 'no such key in torque mode (set control.mode: position)',
-                   control[key])
     effort = np.array([j.effort for j in joints], dtype=float)
-    scale = _action_scale(r, control, names, effort, position)
+    speed = np.array([j.velocity or math.inf for j in joints], dtype=float)   # 0: unknown
+    scale = _action_scale(r, control, names, effort, speed, mode)
     limits = np.array([(j.lower, j.upper) if j.type != 'continuous' and j.lower is not None
                        else (-math.inf, math.inf) for j in joints], dtype=float)
     zeros = np.zeros(len(names))
     default, kp, kd = zeros, zeros, zeros
     if position:
         default, kp, kd = _position_settings(r, control, names, limits, initial_q)
-    hold = control.get('hold', 'default' if position else 'zero')
+    kv = _velocity_gain(r, control, names) if mode == 'velocity' else zeros
+    hold = control.get('hold', DEFAULT_HOLD[mode])
     gravity_model = _gravity_hold(r, hold, model, names, base, gravity) \
-        if hold == 'gravity' and not position else None
+        if hold == 'gravity' and mode == 'torque' else None
     if hold not in HOLDS[mode]:
-        advice = ' (the PD holds a pose; gravity compensation is a torque-mode hold)' \
-            if hold == 'gravity' else ''
+        advice = ' (gravity compensation is a torque-mode hold)' if hold == 'gravity' else ''
         r.fail('control.hold', f'one of {list(HOLDS[mode])} in {mode} mode{advice}', hold)
     uncontrolled = control.get('uncontrolled', 'free')
     if uncontrolled not in UNCONTROLLED:
@@ -59,8 +60,19 @@ def control_section(r, control, names, model, initial_q, base, gravity):
                'joints: move freely, or held at their initial position)', uncontrolled)
     actuation = Actuation(mode=mode, action_scale=scale, effort_limit=effort,
                           position_limits=limits, default_position=default, kp=kp, kd=kd,
-                          hold=hold, gravity=gravity_model)
+                          hold=hold, gravity=gravity_model, kv=kv, velocity_limit=speed)
     return actuation, uncontrolled
+
+
+def _mode_keys(r, control, mode):
+    """Refuse a key of another mode, naming the mode that takes it and what this one uses."""
+    for owner, keys in MODE_KEYS.items():
+        for key in keys:
+            if key in control and mode != owner:
+                own = ', '.join(f'control.{k}' for k in MODE_KEYS.get(mode, ())) or 'no gains'
+                r.fail(f'control.{key}', f'no such key in {mode} mode (it is a {owner}-mode key: '
+                       f'set control.mode: {owner}, or remove it; {mode} mode takes {own})',
+                       control[key])
 
 
 def _gravity_hold(r, hold, model, names, base, gravity):
@@ -80,24 +92,48 @@ def _gravity_hold(r, hold, model, names, base, gravity):
         r.fail('control.hold', f"'zero' for this URDF ({err})", hold)
 
 
-def _action_scale(r, control, names, effort, position):
-    """Return the (J,) action scale: N·m per unit in torque mode (<= effort), rad in position."""
+def _action_scale(r, control, names, effort, speed, mode):
+    """
+    Return the (J,) action scale: N·m per unit of action (torque), rad (position), rad/s.
+
+    Torque and velocity modes default to the URDF limit (effort, velocity) and may not exceed
+    it; a mapping that names some joints leaves the others at it. Position mode needs one.
+    """
+    limit = {'torque': effort, 'velocity': speed}.get(mode)
     if 'action_scale' not in control:
-        if position:
+        if limit is None:
             r.fail('control.action_scale', 'rad (m) of target per unit of action in position '
                    'mode, e.g. 0.25', 'missing')
-        return effort.copy()    # torque mode's default: a full action is the URDF effort limit
+        unknown = [n for n, v in zip(names, limit) if not math.isfinite(v)]
+        if unknown:
+            r.fail('control.action_scale', f'rad/s (m/s) per unit of action: the URDF gives '
+                   f'{unknown} no velocity limit to default to, e.g. 2.0', 'missing')
+        return limit.copy()     # a full action is the URDF limit
     given = control['action_scale']
-    if isinstance(given, dict) and not position:   # joints not named keep the URDF limit
-        given = {**dict(zip(names, effort.tolist())), **given}
+    if isinstance(given, dict) and limit is not None:   # joints not named keep the URDF limit
+        given = {**dict(zip(names, limit.tolist())), **given}
     scale = r.per_joint(given, 'control.action_scale', names, None)
-    if np.any(scale <= 0):
-        r.fail('control.action_scale', 'positive numbers', scale.tolist())
-    over = [n for n, s, e in zip(names, scale, effort) if s > e * (1 + 1e-9)]
-    if over and not position:
-        r.fail('control.action_scale', f'at most the URDF effort limit {effort.tolist()} '
-               '(torque mode: the effort of a full action)', f'larger for {over}')
+    if not np.all(np.isfinite(scale)) or np.any(scale <= 0):
+        r.fail('control.action_scale', 'positive finite numbers', scale.tolist())
+    over = [] if limit is None else [n for n, s, e in zip(names, scale, limit)
+                                     if s > e * (1 + 1e-9)]
+    if over:
+        what = 'effort' if mode == 'torque' else 'velocity'
+        r.fail('control.action_scale', f'at most the URDF {what} limit {limit.tolist()} '
+               f'({mode} mode: the {what} of a full action)', f'larger for {over}')
     return scale
+
+
+def _velocity_gain(r, control, names):
+    """Return velocity mode's loop gain kv (J,) (N·m·s/rad, N·s/m): required, > 0."""
+    if 'kv' not in control:
+        r.fail('control.kv', 'the velocity loop gain in N·m·s/rad (N·s/m for a prismatic '
+               'joint), a number or a joint -> number mapping, e.g. 5.0', 'missing')
+    kv = r.per_joint(control['kv'], 'control.kv', names, None)
+    if not np.all(np.isfinite(kv)) or np.any(kv <= 0):
+        r.fail('control.kv', 'kv > 0 for every joint (effort = kv * (target - velocity))',
+               kv.tolist())
+    return kv
 
 
 def _position_settings(r, control, names, limits, initial_q):

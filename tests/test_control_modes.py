@@ -75,7 +75,7 @@ def test_actuation_commands_and_holds_per_mode():
                        match="hold for torque control must be one of \\('zero', 'gravity'\\)"):
         dataclasses.replace(torque, hold='default')
     with pytest.raises(ValueError, match='control mode must be one of'):
-        dataclasses.replace(torque, mode='velocity')
+        dataclasses.replace(torque, mode='speed')
 
 
 def test_a1_position_mode_stands_with_zero_action_on_every_test_task():

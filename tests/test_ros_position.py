@@ -336,7 +336,7 @@ def test_a_robot_lying_fallen_adds_no_episodes(a1_checkpoint):
 class ArmRelay:
     """Forwards the sim's joint_states and goal to the adapter until cut; records both sides."""
 
-    def __init__(self, domain):
+    def __init__(self, domain, command=COMMAND):
         self.context = rclpy.Context()
         rclpy.init(context=self.context, domain_id=domain)
         node = self.node = rclpy.create_node('arm_relay', context=self.context)
@@ -347,7 +347,7 @@ class ArmRelay:
         node.create_subscription(JointState, 'sim/joint_states', self._on_joints,
                                  qos_profile_sensor_data)
         node.create_subscription(PointStamped, 'sim/goal', self._on_goal, 10)
-        node.create_subscription(Float64MultiArray, COMMAND,
+        node.create_subscription(Float64MultiArray, command,
                                  lambda m: self.commands.append(list(m.data)), 10)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(node)

@@ -195,7 +195,7 @@ MALFORMED = [
     ('dynamics.splits.train.size', 10, 'dynamics.splits.train'),
     ('dynamics.payload_link', 'hand', 'dynamics.payload_link'),
     ('control.rate_hz', 30, 'control.rate_hz'),
-    ('control.mode', 'velocity', 'control.mode'),
+    ('control.mode', 'speed', 'control.mode'),
     ('control.mode', 'position', 'control.action_scale'),
     ('control.kp', 20.0, 'control.kp'),
     ('control.action_scale', {'elbow_joint': 5.0}, 'control.action_scale'),

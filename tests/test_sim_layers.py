@@ -59,7 +59,7 @@ def test_robot_joints_in_scenario_order_and_state_round_trip(reacher):
         names = [client.getJointInfo(robot.body, i)[1].decode() for i in robot.joints]
         assert names == list(reacher.joint_names)
         assert robot.link_index[reacher.base_link] == robot.base_index
-        assert -1 in robot.link_index.values() and robot.position_loop is None
+        assert -1 in robot.link_index.values() and robot.drive_loop is None
         robot.set_joints([0.3, -0.4], [1.5, -2.5])
         assert robot.read_joints() == ([0.3, -0.4], [1.5, -2.5])
         tip = robot.link_position('fingertip')

@@ -11,7 +11,8 @@ from maml_robot.scenario import checkpoint_reference, load_scenario, write_scena
 
 
 COMMAND_TOPICS = {'torque': '/forward_effort_controller/commands',
-                  'position': '/forward_position_controller/commands'}
+                  'position': '/forward_position_controller/commands',
+                  'velocity': '/forward_velocity_controller/commands'}
 """Where a ros2_control forward_command_controller of each control mode listens."""
 
 

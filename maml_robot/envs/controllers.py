@@ -204,6 +204,9 @@ def make_controller(scenario, task=None, checkpoint=None):
 
 def controller_kind(scenario):
     """Return the name of the reference controller that fits ``scenario``."""
+    if scenario.control_mode == 'velocity':
+        raise ValueError(f'no reference controller for velocity mode ({scenario.name!r}): '
+                         'pass a checkpoint, or use control.mode position or torque')
     if scenario.control_mode == 'position':
         return 'pose (IK to the goal)' if scenario.goal_region is not None else 'pose (stand)'
     if scenario.kinematics is not None and scenario.goal_radius is not None:

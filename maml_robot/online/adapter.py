@@ -140,7 +140,8 @@ class OnlineAdapter(AdaptiveParameters):
         stream is cut those are the last known ones, where the watchdog holds the arm; none yet,
         zero effort. The masses are the URDF's nominal ones (a payload is not known).
         Position: the default pose, or (``hold: last``) the last pose commanded — a legged
-        robot stays standing, an arm stays where it is.
+        robot stays standing, an arm stays where it is. Velocity: zero velocity (the drive
+        brakes; a joint under load creeps unless the drive holds position).
         """
         return self._actuation.hold_command(self._last_command, self._joint_position)
 

@@ -28,7 +28,8 @@ class NodeConfig:
     checkpoint's order (joint names sorted)."""
     command_type: str = setting('array', choices=('array', 'trajectory'))
     """array: std_msgs/Float64MultiArray (forward_command_controller); trajectory:
-    trajectory_msgs/JointTrajectory, one point a period ahead (joint_trajectory_controller)."""
+    trajectory_msgs/JointTrajectory, one point a period ahead (joint_trajectory_controller;
+    position and torque mode only: a velocity-mode checkpoint fails to configure)."""
     reward_source: str = setting('internal', choices=('internal', 'topic'))
     """internal: compute_reward from observed states; topic: std_msgs/Float64 on reward."""
     robot_description: str = setting('')
@@ -57,3 +58,21 @@ class NodeConfig:
     def __post_init__(self):
         """Check every field against its type, range and choices."""
         validate(self)
+
+    def check_actuation(self, actuation) -> None:
+        """
+        Refuse settings that do not fit the checkpoint's control mode, saying what to set.
+
+        ``command_type`` trajectory with a velocity-mode ``actuation`` (an Actuation, or None
+        for an old torque checkpoint): the policy was trained on a drive that tracks its joint
+        velocities, which forward_velocity_controller forwards to the velocity interface; a
+        joint_trajectory_controller follows waypoint POSITIONS (on a velocity interface
+        through its own position PID), not the drive the policy learned on.
+        """
+        if self.command_type == 'trajectory' and actuation is not None \
+                and actuation.is_velocity:
+            raise ValueError("command_type 'trajectory' does not fit a velocity-mode "
+                             'checkpoint: joint_trajectory_controller follows positions, the '
+                             "policy commands velocities; set command_type 'array' and send "
+                             'the commands to a forward_velocity_controller (command_topic '
+                             "'/forward_velocity_controller/commands')")

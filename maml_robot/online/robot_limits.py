@@ -126,7 +126,8 @@ def limit_spec(spec, limits: JointLimits):
     """Return the AdapterSpec ``spec`` clamping to ``limits`` (its actuation's limits replaced)."""
     actuation = spec.actuation or Actuation.torque(spec.action_scale)
     actuation = replace(actuation, effort_limit=np.minimum(actuation.effort_limit, limits.effort),
-                        position_limits=limits.position.copy())
+                        position_limits=limits.position.copy(),
+                        velocity_limit=np.minimum(actuation.velocity_limit, limits.velocity))
     return replace(spec, actuation=actuation, position_limits=limits.position.copy(),
                    velocity_limits=limits.velocity.copy(), limits_source=limits.source)
 

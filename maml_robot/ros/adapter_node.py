@@ -83,6 +83,7 @@ class AdapterNode(LifecycleNode):
                 robot_source=source, limit_tolerance=settings.limit_tolerance)
             self._order = command_order(self.adapter.spec.joint_names,
                                         settings.command_joint_order)
+            settings.check_actuation(self.adapter.spec.actuation)
             self.period = self._control_period(settings.control_rate_hz)
         except (ValueError, OSError) as err:
             self.get_logger().error(f'configure failed: {err}')

@@ -33,11 +33,11 @@ PARAMETERS = (
     Param('seed', 0, 'seed of initial poses, goals and sensor noise', 0, 2 ** 31 - 1),
     Param('real_time_factor', 1.0, 'sim seconds per wall second', 0.01, 1000.0),
     Param('command_topic', '/forward_effort_controller/commands',
-          'std_msgs/Float64MultiArray efforts (torque mode) or position targets (position '
-          'mode) in scenario joint order'),
+          'std_msgs/Float64MultiArray efforts (torque mode), position targets (position '
+          'mode) or velocities (velocity mode) in scenario joint order'),
     Param('command_timeout', 0.1, 'sim seconds without commands before holding (the '
           "scenario's control.hold: zero effort or gravity compensation in torque mode, the "
-          'safe pose in position mode)', 0.0, 60.0),
+          'safe pose in position mode, zero velocity in velocity mode)', 0.0, 60.0),
     Param('episode_steps', 0, 'control steps per episode; 0 = the scenario', 0, 1000000),
     Param('auto_reset', True, 'reset the robot (new goal) after each episode'),
     Param('episode_cycle', 0, 'repeat start poses, goals and sensor noise every N episodes, so '
@@ -150,7 +150,8 @@ class SimNode(Node):
             if not self.holding and command is not None:
                 what = {'zero': 'zero effort', 'gravity': 'gravity-compensating efforts',
                         'default': 'the default pose',
-                        'last': 'the last commanded pose'}[self.actuation.hold]
+                        'last': 'the last commanded pose',
+                        'stop': 'zero velocity'}[self.actuation.hold]
                 self.get_logger().warning(f'commands stopped arriving: holding {what}')
             self.holding = True
             # the robot's own drives hold it: they read its joint encoders (the true positions)

@@ -3,8 +3,9 @@ The robot layer: one URDF body in a PhysicsClient, its joints in scenario order,
 
 ``Robot`` loads the scenario's URDF, indexes its joints and links, frees the controlled joints
 (torque control) and locks or frees the others, and reads and writes joint and base state.
-``PositionLoop`` is the position mode's PD law (``maml_robot.actuation``) in plain floats, as a
-motor driver runs it at the physics rate. Nothing here knows about Tasks, goals or rewards.
+``PositionLoop`` and ``VelocityLoop`` are the position and velocity modes' drive laws
+(``maml_robot.actuation``) in plain floats, as a motor driver runs them at the physics rate.
+Nothing here knows about Tasks, goals or rewards.
 """
 
 import numpy as np
@@ -39,6 +40,31 @@ class PositionLoop:
         return out
 
 
+class VelocityLoop:
+    """A joint velocity loop in plain floats (it runs every physics step): the Actuation's law."""
+
+    def __init__(self, actuation):
+        self.scale = actuation.action_scale.tolist()
+        self.limits = actuation.velocity_limit.tolist()
+        self.gains = list(zip(actuation.kv.tolist(), actuation.effort_limit.tolist()))
+
+    def target(self, action):
+        """Return the velocity target of a clipped normalized action (Actuation.command)."""
+        return [min(max(a * s, -v), v) for a, s, v in zip(action, self.scale, self.limits)]
+
+    def effort(self, target, q, qd):
+        """Return kv (target - qd) per joint, clamped to the effort limit (``q`` is unused)."""
+        out = []
+        for t, v, (kv, limit) in zip(target, qd, self.gains):
+            e = kv * (t - v)
+            out.append(-limit if e < -limit else (limit if e > limit else e))
+        return out
+
+
+DRIVE_LOOPS = {'position': PositionLoop, 'velocity': VelocityLoop}
+"""The drive loop of each mode that has one (torque mode commands the effort itself)."""
+
+
 class Robot:
     """
     The scenario's robot in ``client``: joints in scenario order (``joints``: Bullet indices).
@@ -67,9 +93,10 @@ class Robot:
         self.nominal = self._read_nominal_dynamics()
         actuation = scenario.actuation
         # the drives: torque mode, effort = action * effort_scale (<= the effort limit, checked
-        # at load); position mode, the PD loop of the action's target
+        # at load); position and velocity modes, the drive loop of the action's target
         self.effort_scale = actuation.action_scale.astype(float)
-        self.position_loop = PositionLoop(actuation) if actuation.is_position else None
+        loop = DRIVE_LOOPS.get(actuation.mode)
+        self.drive_loop = loop(actuation) if loop is not None else None
         # bound once: these run every physics or control step (see PhysicsClient.bind)
         self.joint_states = client.bind('getJointStates', body, self.joints)
         self.command_torques = client.bind('setJointMotorControlArray', body, self.joints,

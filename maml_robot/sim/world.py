@@ -36,8 +36,10 @@ class World:
         self._plane = client.add_ground() if sc.ground else None
         self.robot = robot = Robot(client, sc)
         self._physics_step = client.bind('stepSimulation')
-        self._pd = robot.position_loop
-        self._target = sc.actuation.default_position.tolist()
+        self._pd = robot.drive_loop
+        # a zero action's target (the default pose, zero velocity): what acts before a command
+        self._rest_target = self._pd.target([0.0] * len(robot.joints)) if self._pd else None
+        self._target = self._rest_target
         self._needs_base = bool(set(sc.observation) & set(BASE_TERMS)) or bool(
             sc.termination) or 'forward_velocity' in sc.reward
         self._goal = self._goal_list = None
@@ -91,7 +93,7 @@ class World:
             self._goal, self._goal_list = np.array(goal), goal   # finite by construction
         self._delay.clear()
         self._torque = [0.0] * j
-        self._target = sc.actuation.default_position.tolist()
+        self._target = self._rest_target
         self._read()
 
     def set_goal(self, xyz):
@@ -129,7 +131,7 @@ class World:
     def step(self):
         """Advance the physics by one control period (frame_skip steps) under the commands."""
         if self._pd is not None:
-            self._step_position()
+            self._step_drive()
             return
         command, physics_step, torque = self.robot.command_torques, self._physics_step, \
             self._torque
@@ -139,8 +141,13 @@ class World:
             physics_step()
         self._read()
 
-    def _step_position(self):
-        """Position mode: the PD loop runs at the physics rate, as motor drivers do."""
+    def _step_drive(self):
+        """
+        Position and velocity modes: the drive's loop runs at the physics rate, as drivers do.
+
+        Its effort then meets the motor (strength, direction, dead joint), as the commanded
+        effort does in torque mode.
+        """
         read, command = self.robot.joint_states, self.robot.command_torques
         pd, target, motor = self._pd, self._target, self._motor_list
         physics_step = self._physics_step
