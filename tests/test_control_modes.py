@@ -78,9 +78,11 @@ def test_actuation_commands_and_holds_per_mode():
         dataclasses.replace(torque, mode='speed')
 
 
-def test_a1_position_mode_stands_with_zero_action_on_every_test_task():
-    sc = load_scenario(A1)
-    assert sc.control_mode == 'position' and sc.act_dim == 12
+@pytest.mark.parametrize('name, joints, height_min', [(A1, 12, 0.22), ('quadruped', 8, 0.3)])
+def test_position_legged_robots_stand_with_zero_action_on_every_test_task(name, joints,
+                                                                          height_min):
+    sc = load_scenario(name)
+    assert sc.control_mode == 'position' and sc.act_dim == joints
     world = World(sc)
     try:
         tasks = [Task.nominal(sc)] + sample_tasks(sc, None, 'test')
@@ -89,7 +91,7 @@ def test_a1_position_mode_stands_with_zero_action_on_every_test_task():
             world.set_task(task)
             steps, height = _zero_action_episode(world, i)
             assert steps == sc.episode_steps, f'task {i} ({task.describe(sc)}) fell'
-            assert height > 0.22, f'task {i}: trunk at {height:.3f} m'
+            assert height > height_min, f'task {i}: trunk at {height:.3f} m'
     finally:
         world.close()
 

