@@ -144,11 +144,12 @@ def command_msg(effort, joint_names=None) -> Float64MultiArray:
 
 
 def command_efforts(msg: Float64MultiArray, num_joints: int) -> np.ndarray:
-    """Return the (J,) efforts of a command; ValueError on a wrong length or non-finite value."""
+    """Return the (J,) values of a command; ValueError on a wrong length or non-finite value."""
     data = np.asarray(msg.data, dtype=np.float64)
     if data.shape != (num_joints,):
         raise ValueError(f'command has {data.size} values, expected {num_joints} '
-                         '(one effort per joint, in the scenario joint order)')
+                         '(one value per joint, in the scenario joint order: an effort, position '
+                         'target or velocity, per the control mode)')
     if not np.all(np.isfinite(data)):
         raise ValueError(f'command contains non-finite values {data.tolist()}')
     return data
