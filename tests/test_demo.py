@@ -6,13 +6,14 @@ import sys
 
 from maml_robot.commands.demo import paired_gains
 import pytest
+from ros_domains import domain_id
 
 
 def test_demo_runs_prints_returns_and_plots(tmp_path):
     out = tmp_path / 'demo'
     proc = subprocess.run(
         [sys.executable, '-m', 'maml_robot.cli', 'demo', '--episodes', '5', '--out', str(out),
-         '--rollouts-per-step', '1', '--real-time-factor', '6'],
+         '--rollouts-per-step', '1', '--real-time-factor', '6', '--domain-id', str(domain_id())],
         capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith('episode ')]

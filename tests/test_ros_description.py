@@ -1,7 +1,5 @@
 """adapter_node takes the robot's limits from /robot_description over real DDS (issue 18)."""
 
-import itertools
-import os
 import re
 import time
 
@@ -12,17 +10,12 @@ from maml_robot.ros.launcher import node_command, NodeProcesses
 from maml_robot.scenario import load_scenario
 import numpy as np
 import pytest
+from ros_domains import domain_id
 from std_msgs.msg import String
 from test_robot_limits import edit
 from test_ros_nodes import adapter_argv, checkpoint, Probe, read_log  # noqa: F401 - fixture
 
-_COUNTER = itertools.count()
 REACHER = data_path('urdf', 'reacher.urdf').read_text()
-
-
-def domain_id():
-    """Return a ROS_DOMAIN_ID of these tests (220..231; test_ros_nodes uses 120..219)."""
-    return 220 + (os.getpid() * 11 + next(_COUNTER)) % 12
 
 
 def publish_description(probe, text):

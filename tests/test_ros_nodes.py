@@ -1,8 +1,6 @@
 """adapter_node and sim_node over real DDS (separate processes, an own ROS_DOMAIN_ID each test)."""
 
-import itertools
 import math
-import os
 import re
 import threading
 import time
@@ -18,6 +16,7 @@ import pytest
 import rclpy
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import qos_profile_sensor_data
+from ros_domains import domain_id
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import SetBool
@@ -26,12 +25,6 @@ import torch
 torch.set_num_threads(1)
 JOINTS = ('elbow_joint', 'shoulder_joint')
 COMMAND = '/forward_effort_controller/commands'
-_COUNTER = itertools.count()
-
-
-def domain_id():
-    """Return a ROS_DOMAIN_ID no other test (or parallel run) on this machine is using."""
-    return 120 + (os.getpid() * 13 + next(_COUNTER)) % 100
 
 
 @pytest.fixture(scope='module')

@@ -5,8 +5,6 @@ The arm is the KUKA of kuka_reach in torque mode with ``hold: gravity``: its hol
 gravity-cancelling effort at the last joint positions the adapter saw.
 """
 
-import itertools
-import os
 import re
 import threading
 import time
@@ -23,6 +21,7 @@ import pytest
 import rclpy
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import qos_profile_sensor_data
+from ros_domains import domain_id
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Empty, Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory
@@ -30,12 +29,6 @@ import yaml
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 COMMAND = '/forward_position_controller/commands'
-_COUNTER = itertools.count()
-
-
-def domain_id():
-    """Return a ROS_DOMAIN_ID of this file's own range (test_ros_nodes.py uses 120-219)."""
-    return 20 + (os.getpid() * 7 + next(_COUNTER)) % 90
 
 
 @pytest.fixture(scope='module')

@@ -6,8 +6,6 @@ test_velocity_mode's. Between the adapter and the sim sits a stand-in for the co
 reads each command in its joint order and drives the sim's joints by name.
 """
 
-import itertools
-import os
 import time
 
 from maml_robot import online
@@ -17,6 +15,7 @@ from maml_robot.scenario import build_scenario
 import numpy as np
 import pytest
 from rclpy.qos import qos_profile_sensor_data
+from ros_domains import domain_id
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
 from test_ros_position import _wait, ArmRelay
@@ -28,12 +27,6 @@ COMMAND = '/forward_velocity_controller/commands'
 """What the sim reads (scenario joint order)."""
 ORDERED = '/ordered/commands'
 """What the adapter publishes (the controller's joint order)."""
-_COUNTER = itertools.count()
-
-
-def domain_id():
-    """Return a ROS_DOMAIN_ID of this file's own range, 1-19 (test_ros_position uses 20-109)."""
-    return 1 + (os.getpid() * 5 + next(_COUNTER)) % 19
 
 
 def test_velocity_commands_in_the_controllers_order_and_a_zero_velocity_hold(tmp_path):

@@ -1,22 +1,14 @@
 """Helpers of the fault tests: an adapter node driven in process, without DDS traffic."""
 
-import itertools
-import os
-
 from maml_robot import online
 from maml_robot.checkpoint import save_checkpoint
 from maml_robot.scenario import load_scenario
 import rclpy
 from rclpy.parameter import Parameter
+from ros_domains import domain_id
 from sensor_msgs.msg import JointState
 
 JOINTS = ('elbow_joint', 'shoulder_joint')
-_COUNTER = itertools.count()
-
-
-def domain_id():
-    """Return a ROS_DOMAIN_ID of the fault tests (20..99; tests/test_ros_nodes uses 120..219)."""
-    return 20 + (os.getpid() * 7 + next(_COUNTER)) % 80
 
 
 def fresh_checkpoint(path, **changes):

@@ -7,11 +7,11 @@ import subprocess
 import sys
 import time
 
-from fault_nodes import domain_id
 from maml_robot import online
 from maml_robot.checkpoint import save_checkpoint
 from maml_robot.scenario import load_scenario
 import pytest
+from ros_domains import domain_id
 
 UP_TIMEOUT = 120.0     # s: a busy CI machine imports torch and rclpy slowly
 # s: the wrapper forwards the signal, waits up to 10 s for its nodes (then kills them) and
