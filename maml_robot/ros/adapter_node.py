@@ -53,6 +53,7 @@ class AdapterNode(LifecycleNode):
         self._timer = self._diag_timer = None
         self._entities = []
         self._log_gate = RepeatGate(1.0)   # each new hold reason or input error at once
+        self.last_input_error = None  # the text of the last rejected input (also logged)
         self.latencies = []          # seconds from joint_states receipt to command publish
 
     def _command_msg(self, command):
@@ -283,7 +284,8 @@ class AdapterNode(LifecycleNode):
             self._control_step()
 
     def _log_input_error(self, text):
-        """Log a new kind of input error at once, a repeated one at most once a second."""
+        """Log a new kind of input error at once, a repeated one at most once a second; keep it."""
+        self.last_input_error = text
         kind = re.sub(r'-?\d[\d.e+-]*', '#', text)     # the same error with other numbers
         if self._log_gate.allow(kind, time.monotonic()):
             self.get_logger().error(text)

@@ -89,7 +89,7 @@ def test_node_holds_on_implausible_joint_states(tmp_path, kw):
             adapter.send(100.0 + 0.04 * i, **kw)
         held = adapter.commands[count:]
         assert held and all(not any(c) for c in held), f'commands {held} from {kw}'
-        error = adapter.node._last_error
+        error = adapter.node.last_input_error
         assert error.startswith('bad joint_states')
         assert any(word in error for word in ('outside', 'times', 'beyond the plausible speed'))
     finally:
