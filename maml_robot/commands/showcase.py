@@ -70,7 +70,8 @@ def summarize(name, seed, out=print, checkpoint=None, label=None):
     sc = env.scenario
     numbers = {}
     try:
-        using = '' if checkpoint is None else f' (controller: the policy of {label})'
+        using = f'the policy of {label}' if checkpoint is not None else controller_kind(sc)
+        using = f' (controller: {using})'
         out(f'\n== {sc.name} =={using}')
         out(f'{"split":<6} {"tasks":>5} {"nominal":>15} {"oracle":>15} {"zero":>9} '
             f'{"nominal score":>13} {"oracle >> nominal":>17}')
@@ -112,8 +113,9 @@ def run(args):
         checkpoint_reference(checkpoint.scenario_name, checkpoint.scenario, args.scenario[0])
     print('Returns of one episode per task: "nominal" = a controller tuned for the nominal '
           'dynamics,\n"oracle" = the same controller told the true task (undoes reversed/weak '
-          'motors and\ncalibration offsets), "zero" = a zero action (no torque; the default '
-          'pose in position mode).\nSplit "-" is the nominal robot.')
+          'motors and\ncalibration offsets; the pose controller of position mode can only '
+          'correct its targets\nfor the offsets), "zero" = a zero action (no torque; the '
+          'default pose in position mode).\nSplit "-" is the nominal robot.')
     for name in args.scenario:
         if args.summary:
             summarize(name, args.seed, checkpoint=checkpoint, label=args.policy)
