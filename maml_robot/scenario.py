@@ -9,7 +9,7 @@ from maml_robot.actuation import Actuation
 from maml_robot.observation_terms import (observation_size, OBSERVATION_TERMS, PLANAR_TERMS,
                                           SPATIAL_TERMS)
 from maml_robot.paths import data_path, urdf_candidates
-from maml_robot.scenario_control import CONTROL_KEYS, control_section
+from maml_robot.scenario_control import control_differences, CONTROL_KEYS, control_section
 # MAX_SPLIT_SIZE, ScenarioWarning and SplitSpec are part of this module's interface too
 from maml_robot.scenario_dynamics import (dynamics_section, MAX_SPLIT_SIZE,  # noqa: F401
                                           ScenarioWarning, SplitSpec)
@@ -128,19 +128,72 @@ class Scenario:
         return scenario
 
 
-def checkpoint_reference(name, snapshot):
+def checkpoint_reference(name, snapshot, scenario=None):
     """
-    Return what a checkpoint's scenario loads from: a shipped name, else its snapshot.
+    Return what a checkpoint's scenario loads from: ``scenario``, a shipped name or the snapshot.
 
     Shipped scenarios load by name (the package's current YAML, as their baselines were
     computed); a user's scenario from the snapshot the checkpoint carries, so ``eval``, ``adapt``
-    and ``launch`` need nothing but the checkpoint.
+    and ``launch`` need nothing but the checkpoint. ``scenario`` (a name, path or snapshot: a
+    command's ``--scenario``) replaces both. Anything but the snapshot itself is refused where
+    its control differs from the one the checkpoint was trained with (:func:`check_control`).
+
+    :param name: the checkpoint's scenario name; ``snapshot`` its ``Scenario.to_dict()``.
     """
-    if name in SHIPPED or not (isinstance(snapshot, dict) and 'source' in snapshot):
+    has_source = isinstance(snapshot, dict) and 'source' in snapshot
+    if scenario is not None:
+        reference = scenario
+    elif name in SHIPPED or not has_source:
         if not name:
             raise ValueError('the checkpoint records no scenario; pass --scenario')
-        return name
-    return snapshot
+        reference = name
+    else:
+        return snapshot
+    if has_source:
+        check_control(snapshot, load_scenario(reference))
+    return reference
+
+
+COMMANDS = {'torque': 'efforts', 'position': 'position targets', 'velocity': 'velocity targets'}
+"""What an action commands in each control mode (for messages)."""
+
+
+class ControlMismatch(ValueError):
+    """A checkpoint meets a scenario whose control is not the one it was trained with."""
+
+
+def check_control(snapshot, scenario):
+    """
+    Raise :class:`ControlMismatch` where ``scenario``'s control is not the snapshot's.
+
+    An action is an effort, a position target or a velocity only under the control section it
+    was trained with (``scenario_control.control_differences``): a torque policy driven as
+    position targets would run without an error and mean nothing.
+
+    :param snapshot: the checkpoint's ``Scenario.to_dict()``; ``scenario`` a Scenario.
+    """
+    trained = Scenario.from_dict(snapshot)
+    diffs = control_differences(trained.actuation, scenario.actuation, trained.control_rate_hz,
+                                scenario.control_rate_hz)
+    if not diffs:
+        return
+    if trained.name in SHIPPED:
+        advice = ('retrain on this scenario, or run the checkpoint on the scenario it carries: '
+                  'written to a YAML with maml_robot.scenario.write_scenario_yaml and passed as '
+                  '--scenario to eval or showcase (launch and the adapter node run a checkpoint '
+                  f'of the shipped {trained.name!r} only on the one this maml_robot ships)')
+    else:
+        advice = ('run the checkpoint on the scenario it was trained with (the snapshot it '
+                  'carries: leave out --scenario) or on one with the same control, or retrain '
+                  'on this one')
+    read = ''
+    if trained.control_mode != scenario.control_mode:
+        read = (f' ({COMMANDS[trained.control_mode]} read as '
+                f'{COMMANDS[scenario.control_mode]})')
+    raise ControlMismatch(
+        f'scenario {scenario.name!r} ({scenario.path}) has another control than the checkpoint '
+        f'was trained with: {"; ".join(diffs)}. Its actions would mean other commands here'
+        f'{read}; {advice}')
 
 
 def write_scenario_yaml(scenario, path):

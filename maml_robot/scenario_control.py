@@ -150,3 +150,43 @@ def _position_settings(r, control, names, limits, initial_q):
     if np.any(kp <= 0) or np.any(kd < 0):
         r.fail('control.kp', 'kp > 0 and kd >= 0 for every joint', [kp.tolist(), kd.tolist()])
     return default, kp, kd
+
+
+CONTROL_RTOL = 1e-3
+"""Relative tolerance of ``control_differences`` (as the adapter's checks of a checkpoint)."""
+
+
+def control_differences(trained, actuation, trained_rate_hz, rate_hz):
+    """
+    Return what differs between two control sections, one text per key (empty: none).
+
+    A policy's action means a joint command only under the control it was trained with: the
+    mode (an effort, a position target or a velocity), the action scale, the control rate,
+    position mode's PD gains and default pose, velocity mode's loop gain (those of one mode
+    only when both are in it). The safe hold is not compared: it acts only where the policy
+    does not.
+
+    :param trained: the Actuation a checkpoint was trained with; ``actuation`` the one here.
+    """
+    out = []
+    if trained.mode != actuation.mode:
+        out.append(f'control.mode: {trained.mode} in training, {actuation.mode} here')
+    if not math.isclose(trained_rate_hz, rate_hz, rel_tol=CONTROL_RTOL):
+        out.append(f'control.rate_hz: {trained_rate_hz:g} in training, {rate_hz:g} here')
+    pairs = [('action_scale', trained.action_scale, actuation.action_scale)]
+    if trained.mode == actuation.mode:
+        pairs += [('kp', trained.kp, actuation.kp), ('kd', trained.kd, actuation.kd),
+                  ('default_joint_position', trained.default_position,
+                   actuation.default_position), ('kv', trained.kv, actuation.kv)]
+    for key, a, b in pairs:
+        if np.shape(a) != np.shape(b) or not np.allclose(a, b, rtol=CONTROL_RTOL, atol=1e-9):
+            out.append(f'control.{key}: {_values(a)} in training, {_values(b)} here')
+    return out
+
+
+def _values(array):
+    """Return a short text of a per-joint array: one number when all joints share it."""
+    values = np.asarray(array, dtype=float)
+    if values.size and np.all(values == values.flat[0]):
+        return f'{values.flat[0]:g} (every joint)'
+    return '[' + ', '.join(f'{v:g}' for v in values) + ']'

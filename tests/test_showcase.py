@@ -56,3 +56,30 @@ def test_policy_controller_oracle_undoes_motor_and_sensor_faults():
     assert got[1] == 0.0                  # a dead joint gets no command
     with pytest.raises(ValueError, match='checkpoint observes'):
         make_controller(load_scenario('reacher'), checkpoint=ckpt)
+
+
+def test_policy_controller_oracle_in_position_mode_shifts_targets_and_flips_no_sign():
+    import numpy as np
+    from maml_robot.dynamics import Task
+    from maml_robot.envs.controllers import make_controller
+    from maml_robot.online import fresh_checkpoint
+    from maml_robot.scenario import load_scenario
+    sc = load_scenario('quadruped')            # position mode: the PD tracks the encoder
+    assert sc.control_mode == 'position'
+    ckpt = fresh_checkpoint(sc, seed=0)
+    j = sc.act_dim
+    offset = np.array([0.02 * (i + 1) for i in range(j)])
+    task = Task(motor_strength=(0.5,) * j, motor_direction=(-1,) + (1,) * (j - 1),
+                calibration_offset=tuple(offset))
+    nominal, oracle = make_controller(sc, checkpoint=ckpt), make_controller(sc, task, ckpt)
+    obs = np.random.default_rng(0).normal(size=sc.obs_dim).astype(np.float32) * 0.1
+    seen = obs.copy()                     # what the offset encoders report for the same state
+    seen[oracle.pos] += offset.astype(np.float32)
+    want, got = nominal(obs), oracle(seen)
+    # the target of got is the nominal target plus the offset: the TRUE pose the policy wants;
+    # a reversed, weak motor is not undone by negating or scaling a target
+    target = sc.actuation.default_position + sc.actuation.action_scale * got
+    wanted = sc.actuation.default_position + sc.actuation.action_scale * want
+    inside = np.abs(want + offset / sc.actuation.action_scale) < 1.0
+    assert inside.all() and np.allclose(target[inside], wanted[inside] + offset[inside],
+                                        atol=1e-5)

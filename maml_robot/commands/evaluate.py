@@ -174,7 +174,10 @@ def run(args):
     torch.set_num_threads(args.torch_threads)
     first = load_checkpoint(args.checkpoint[0])
     resolve_adaptation(args, first)
-    scenario = args.scenario or checkpoint_reference(first.scenario_name, first.scenario)
+    scenario = checkpoint_reference(first.scenario_name, first.scenario, args.scenario)
+    for path in args.checkpoint[1:]:     # each must have been trained with that control
+        other = load_checkpoint(path)
+        checkpoint_reference(other.scenario_name, other.scenario, scenario)
     baseline_results = load_baseline_results(args.baselines)
     source = EnvSource.from_scenario(scenario)
     for r in baseline_results:

@@ -32,10 +32,8 @@ def sim_scenario(args, folder):
     """Return (scenario file or name for the sim node, control mode) for ``args``."""
     # lazy: the online adapter package (0.03 s) only to resolve a shipped model name
     from maml_robot.online.loading import resolve_checkpoint
-    reference = args.scenario
-    if reference is None:
-        ckpt = load_checkpoint(resolve_checkpoint(args.checkpoint))
-        reference = checkpoint_reference(ckpt.scenario_name, ckpt.scenario)
+    ckpt = load_checkpoint(resolve_checkpoint(args.checkpoint))
+    reference = checkpoint_reference(ckpt.scenario_name, ckpt.scenario, args.scenario)
     scenario = load_scenario(reference)
     if isinstance(reference, dict):   # the checkpoint's own robot: a file the sim can read
         reference = str(write_scenario_yaml(scenario, Path(folder) / 'scenario.yaml'))

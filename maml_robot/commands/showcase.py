@@ -7,6 +7,7 @@ from maml_robot.checkpoint import load_checkpoint
 from maml_robot.dynamics import Task
 from maml_robot.envs import MetaRobotEnv
 from maml_robot.envs.controllers import controller_kind, make_controller, rollout
+from maml_robot.scenario import checkpoint_reference
 import numpy as np
 
 ROBOTS = ('reacher', 'cheetah', 'quadruped')
@@ -69,7 +70,8 @@ def summarize(name, seed, out=print, checkpoint=None, label=None):
     sc = env.scenario
     numbers = {}
     try:
-        using = '' if checkpoint is None else f' (controller: the policy of {label})'
+        using = f'the policy of {label}' if checkpoint is not None else controller_kind(sc)
+        using = f' (controller: {using})'
         out(f'\n== {sc.name} =={using}')
         out(f'{"split":<6} {"tasks":>5} {"nominal":>15} {"oracle":>15} {"zero":>9} '
             f'{"nominal score":>13} {"oracle >> nominal":>17}')
@@ -100,10 +102,6 @@ def run(args):
     if args.tasks < 1:
         raise ValueError(f'--tasks must be >= 1, got {args.tasks}')
     start = time.perf_counter()
-    print('Returns of one episode per task: "nominal" = a controller tuned for the nominal '
-          'dynamics,\n"oracle" = the same controller told the true task (undoes reversed/weak '
-          'motors and\ncalibration offsets), "zero" = a zero action (no torque; the default '
-          'pose in position mode).\nSplit "-" is the nominal robot.')
     checkpoint = None
     if args.policy is not None:
         # lazy: the online adapter package (0.03 s) only to resolve a shipped model name
@@ -112,6 +110,12 @@ def run(args):
             raise ValueError('--policy needs --summary and one --scenario (the one the '
                              'checkpoint was trained on)')
         checkpoint = load_checkpoint(resolve_checkpoint(args.policy))
+        checkpoint_reference(checkpoint.scenario_name, checkpoint.scenario, args.scenario[0])
+    print('Returns of one episode per task: "nominal" = a controller tuned for the nominal '
+          'dynamics,\n"oracle" = the same controller told the true task (undoes reversed/weak '
+          'motors and\ncalibration offsets; the pose controller of position mode can only '
+          'correct its targets\nfor the offsets), "zero" = a zero action (no torque; the '
+          'default pose in position mode).\nSplit "-" is the nominal robot.')
     for name in args.scenario:
         if args.summary:
             summarize(name, args.seed, checkpoint=checkpoint, label=args.policy)

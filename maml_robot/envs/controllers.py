@@ -110,11 +110,15 @@ class PolicyController:
     A trained policy (a checkpoint's mean action) used as a fixed controller.
 
     The oracle version (given ``task``) removes the calibration offsets from the measured joint
-    positions in the observation and divides each command by the motor's sign x strength, so
-    the policy sees and drives the robot as if its motors and sensors were nominal (payload,
-    masses, damping, friction and latency stay as the task has them; a dead joint stays dead).
-    Needs an observation with ``joint_position`` (the legged robots); terms computed from the
-    joint angles (the reacher's fingertip) cannot be corrected this way.
+    positions in the observation, so the policy sees the robot as if its sensors were nominal,
+    and undoes what it can of the faults in its commands: in torque mode it divides each
+    effort by the motor's sign x strength (the motors then produce the nominal efforts); in
+    position mode it adds the offsets to the targets (the robot's PD tracks the encoder, so the
+    TRUE pose is the one the policy wants), and a reversed or weak motor under the PD is left
+    as it is (no target undoes it); in velocity mode it changes no command. Payload, masses,
+    damping, friction and latency stay as the task has them; a dead joint stays dead. Needs an
+    observation with ``joint_position`` (the legged robots); terms computed from the joint
+    angles (the reacher's fingertip) cannot be corrected this way.
 
     :param checkpoint: a loaded :class:`~maml_robot.checkpoint.Checkpoint` of this scenario.
     """
@@ -133,6 +137,12 @@ class PolicyController:
         self.pos = ([layout.index(f'joint_position[{n}]') for n in names]
                     if 'joint_position' in scenario.observation else [])
         self.offset, self.gain = _corrections(scenario, task)
+        self.shift = np.zeros(len(names))       # added to the action (position-mode oracle)
+        act = scenario.actuation
+        if act.mode != 'torque':
+            self.gain = np.ones(len(names))
+        if act.mode == 'position':
+            self.shift = self.offset / act.action_scale
         self.policy, self.params, self.torch = checkpoint.make_policy(), checkpoint.params, torch
 
     def __call__(self, obs):
@@ -142,7 +152,7 @@ class PolicyController:
             obs[self.pos] -= self.offset
         with self.torch.no_grad():
             mean = self.policy.mean_action(self.params, self.torch.as_tensor(obs)[None])[0]
-        return np.clip(mean.double().numpy() * self.gain, -1.0, 1.0)
+        return np.clip(mean.double().numpy() * self.gain + self.shift, -1.0, 1.0)
 
 
 class PoseController:

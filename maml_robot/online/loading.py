@@ -13,7 +13,7 @@ from maml_robot.online.adapter import OnlineAdapter
 from maml_robot.online.config import ADAPTATIONS, AdapterSpec, OnlineConfig
 from maml_robot.online.robot_limits import robot_limited_spec
 from maml_robot.policy import GaussianPolicy, PolicyConfig
-from maml_robot.scenario import load_scenario, Scenario
+from maml_robot.scenario import checkpoint_reference, load_scenario, Scenario
 import numpy as np
 import torch
 
@@ -58,8 +58,14 @@ def params_fingerprint(params) -> str:
 
 
 def scenario_of(ckpt):
-    """Return the Scenario a checkpoint was trained on (snapshot, else the shipped name)."""
+    """
+    Return the Scenario a checkpoint was trained on (snapshot, else the shipped name).
+
+    A checkpoint of a shipped scenario whose control the package has changed since is refused
+    (``checkpoint_reference``): the robot the shipped scenario describes takes other commands.
+    """
     if 'source' in ckpt.scenario:
+        checkpoint_reference(ckpt.scenario_name, ckpt.scenario)
         return Scenario.from_dict(ckpt.scenario)
     return load_scenario(ckpt.scenario_name or 'reacher')
 
