@@ -131,6 +131,16 @@ class OnlineAdapter(AdaptiveParameters):
         if position.shape == (len(self.spec.joint_names),) and np.all(np.isfinite(position)):
             self._joint_position = position
 
+    @property
+    def may_command(self) -> bool:
+        """
+        Say whether to publish: not under a gravity hold before any joint position.
+
+        Its hold would be zero effort, which drops an arm under gravity; publishing nothing
+        leaves the robot to the drives' own hold (in the sim node, gravity at the true pose).
+        """
+        return self._actuation.hold != 'gravity' or self._joint_position is not None
+
     def hold_command(self) -> np.ndarray:
         """
         Return the safe command in checkpoint joint order, per control mode.

@@ -322,6 +322,11 @@ class AdapterNode(LifecycleNode):
         cmd = self.adapter.act(step.state, step.age, step.reward,
                                episode_start=step.episode_start,
                                joint_position=step.joint_position)
+        if not self.adapter.may_command:
+            if self._log_gate.allow('no_pose', time.monotonic()):
+                self.get_logger().warning('no joint_states yet: publishing nothing (a gravity '
+                                          'hold needs the pose; zero effort would drop the arm)')
+            return
         self.command_pub.publish(self._command_msg(cmd.effort))
         if step.received is not None and cmd.mode != MODE_STALE:
             self.latencies.append(time.perf_counter() - step.received)

@@ -7,12 +7,14 @@ import time
 from fault_nodes import fresh_checkpoint, InProcessAdapter
 from maml_robot import online
 from maml_robot.checkpoint import _metadata, CheckpointError, load_checkpoint, METADATA_KEY
+from maml_robot.checkpoint import save_checkpoint
 from maml_robot.online.inputs import check_joint_positions, position_bounds
-from maml_robot.scenario import load_scenario
+from maml_robot.scenario import build_scenario, load_scenario
 import numpy as np
 import pytest
 import safetensors.torch
 import torch
+import yaml
 
 
 def write_unchecked(path, ckpt):
@@ -112,5 +114,32 @@ def test_a_velocity_fault_is_logged_at_once_then_throttled(tmp_path, capfd):
         assert adapter.commands and all(not any(c) for c in adapter.commands)
         assert 1 <= len(lines) <= 1 + int(elapsed) + 1, lines
         assert "joint 'shoulder_joint' velocity 500 is beyond the plausible speed 201" in lines[0]
+    finally:
+        adapter.close()
+
+
+def test_a_gravity_hold_publishes_nothing_before_the_first_pose(tmp_path):
+    # zero effort is all a gravity hold could send without a pose, and that drops the arm
+    data = yaml.safe_load(load_scenario('kuka_reach').path.read_text())
+    data['name'] = 'kuka_torque_hold'
+    data['control'] = {'mode': 'torque', 'rate_hz': 25, 'hold': 'gravity'}
+    sc = build_scenario(data, tmp_path / 'kuka_torque_hold.yaml')
+    (tmp_path / 'kuka_torque_hold.yaml').write_text(yaml.safe_dump(data))
+    checkpoint = tmp_path / 'kuka_torque.safetensors'
+    save_checkpoint(checkpoint, online.fresh_checkpoint(sc, seed=0))
+    # a ramp-in that never ends: every command is the hold (the policy never acts)
+    adapter = InProcessAdapter(checkpoint, control_rate_hz=25.0, ramp_in_steps=100000)
+    try:
+        adapter.start()
+        assert adapter.node.adapter is not None
+        for _ in range(5):
+            adapter.clock[0] += 0.04
+            adapter.node._control_step()         # the timer's tick, no joint_states yet
+        assert adapter.commands == [], adapter.commands
+        pose = [0.0, 0.6, 0.0, -1.2, 0.0, 0.6, 0.0]
+        adapter.send(1000.0, names=sc.joint_names, pos=pose, vel=[0.0] * 7)
+        assert adapter.commands, 'no hold after the first joint_states'
+        np.testing.assert_allclose(adapter.commands[-1], sc.actuation.gravity.torques(pose),
+                                   atol=1e-9)
     finally:
         adapter.close()
