@@ -67,7 +67,8 @@ def checkpoint(tmp_path_factory):
 
 def start(command, extra, up_line, count=1):
     """Start ``maml-robot COMMAND`` on its own domain; return (wrapper, node pids) once up."""
-    env = dict(os.environ, PYTHONUNBUFFERED='1',
+    # faulthandler: a wrapper that hangs is sent SIGABRT and dumps every thread's stack
+    env = dict(os.environ, PYTHONUNBUFFERED='1', PYTHONFAULTHANDLER='1',
                PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
     argv = [sys.executable, '-m', 'maml_robot.cli', command, '--domain-id',
             str(domain_id())] + extra
@@ -91,9 +92,18 @@ def stop_and_check(proc, nodes, signum):
     try:
         code = proc.wait(GONE_TIMEOUT)
     except subprocess.TimeoutExpired:
-        for pid in [proc.pid] + nodes:
-            os.kill(pid, signal.SIGKILL)
-        pytest.fail(f'the wrapper did not exit within {GONE_TIMEOUT} s of {signum.name}')
+        state = {pid: alive(pid) for pid in nodes}
+        os.kill(proc.pid, signal.SIGABRT)           # its stacks, where it hangs
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        for pid in nodes:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        pytest.fail(f'the wrapper did not exit within {GONE_TIMEOUT} s of {signum.name} '
+                    f'(nodes alive: {state}); its output:\n'
+                    f'{proc.stdout.read().decode(errors="replace")[-6000:]}')
     deadline = time.monotonic() + GONE_TIMEOUT
     while any(map(alive, nodes)) and time.monotonic() < deadline:
         time.sleep(0.1)
