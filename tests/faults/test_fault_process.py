@@ -19,8 +19,12 @@ UP_TIMEOUT = 120.0     # s: a busy CI machine imports torch and rclpy slowly
 GONE_TIMEOUT = 30.0
 
 
-def _default_sighup():
-    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+def _default_stop_signals():
+    # as a terminal starts a command: a suite run under nohup passes SIGHUP on as ignored, one
+    # run in the background of a non-interactive shell SIGINT, and the wrapper rightly keeps an
+    # ignored signal ignored
+    for signum in (signal.SIGHUP, signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_DFL)
 
 
 def children(pid):
@@ -72,10 +76,8 @@ def start(command, extra, up_line, count=1):
                PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
     argv = [sys.executable, '-m', 'maml_robot.cli', command, '--domain-id',
             str(domain_id())] + extra
-    # a suite run under nohup passes SIGHUP on as ignored, and the wrapper rightly keeps an
-    # ignored signal ignored: start it with the default disposition a terminal gives
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            preexec_fn=_default_sighup)
+                            preexec_fn=_default_stop_signals)
     try:
         wait_for_line(proc, up_line, UP_TIMEOUT)
         nodes = children(proc.pid)
