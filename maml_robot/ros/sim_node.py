@@ -2,11 +2,13 @@
 
 import sys
 import threading
+import time
 
 from builtin_interfaces.msg import Time
 from geometry_msgs.msg import PointStamped
 from maml_robot.dynamics import sample_tasks, Task
 from maml_robot.observation import compute_reward, is_terminated
+from maml_robot.online.diagnostics import RepeatGate
 from maml_robot.ros import conversions
 from maml_robot.ros.params import declare_all, Param, read_all
 from maml_robot.ros.spin import run_node
@@ -82,7 +84,7 @@ class SimNode(Node):
         self.step_count = 0
         self.episode = 0
         self.rejected_commands = 0
-        self._last_error = None
+        self._log_gate = RepeatGate(1.0)   # a new rejection at once, a repeat once a second
         self.holding = False
         self._fallen = False         # the last tick ended in a fall: the next one resets
 
@@ -132,11 +134,8 @@ class SimNode(Node):
         except ValueError as err:
             self.rejected_commands += 1
             text = f'rejected command: {err}'
-            if text != self._last_error:     # a new kind of error at once, repeats throttled
+            if self._log_gate.allow(text, time.monotonic()):
                 self.get_logger().error(text)
-            else:
-                self.get_logger().error(text, throttle_duration_sec=1.0)
-            self._last_error = text
             return
         with self._lock:
             self._command, self._command_time = effort, self.sim_time
