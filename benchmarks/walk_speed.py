@@ -61,13 +61,11 @@ def ppo_policy(args, source, sc):
             f'(seed {args.seed})')
 
 
-def meta_policy(path):
-    """Return (label, act, budget text) of a checkpoint's meta-policy mean action (no update)."""
+def meta_policy(ckpt, path):
+    """Return (label, act, budget text) of a loaded checkpoint's mean action (no update)."""
     import torch  # lazy: torch only for a checkpoint
 
-    from maml_robot.checkpoint import load_checkpoint
     from maml_robot.policy import GaussianPolicy
-    ckpt = load_checkpoint(path)
     policy = GaussianPolicy(ckpt.policy_config, ckpt.obs_mean, ckpt.obs_std)
 
     def act(obs):
@@ -84,8 +82,8 @@ def main(argv=None):
     parser.add_argument('--train-steps', type=int, default=1_000_000)
     parser.add_argument('--seed', type=int, default=0, help='training seed of the PPO-DR')
     parser.add_argument('--checkpoint', default=None,
-                        help='a meta-policy checkpoint instead of the cached PPO-DR (its '
-                             'scenario is used)')
+                        help='a meta-policy checkpoint (path or shipped name) instead of the '
+                             'cached PPO-DR (its scenario is used)')
     parser.add_argument('--split', default='test')
     parser.add_argument('--task-seed', type=int, default=None,
                         help='seed of the tasks drawn for --split train (validation)')
@@ -93,16 +91,19 @@ def main(argv=None):
     parser.add_argument('--cache', type=Path, default=default_cache())
     parser.add_argument('--out', type=Path, default=None, help='markdown file to write')
     args = parser.parse_args(argv)
+    ckpt = None
     if args.checkpoint is not None:
-        from maml_robot.checkpoint import load_checkpoint
+        from maml_robot.checkpoint import load_checkpoint  # lazy: torch only for a checkpoint
+        from maml_robot.online.loading import resolve_checkpoint
         from maml_robot.scenario import checkpoint_reference
-        snapshot = load_checkpoint(args.checkpoint).scenario
+        ckpt = load_checkpoint(resolve_checkpoint(args.checkpoint))
+        snapshot = ckpt.scenario
         source = EnvSource.from_scenario(checkpoint_reference(snapshot['name'], snapshot))
     else:
         source = EnvSource.from_scenario(args.scenario)
     env = source.make_env()
     sc = env.unwrapped.scenario
-    label, act, budget = (meta_policy(args.checkpoint) if args.checkpoint is not None
+    label, act, budget = (meta_policy(ckpt, args.checkpoint) if ckpt is not None
                           else ppo_policy(args, source, sc))
     policies = {label: act, 'standing still (zero action)': lambda obs: np.zeros(sc.act_dim)}
     rows = []
