@@ -1,5 +1,6 @@
 """OnlineAdapter without ROS: every safety item of the design, and real online adaptation."""
 
+import re
 import threading
 import time
 
@@ -25,7 +26,8 @@ def target_reward(state, action, next_state):
     return -float(np.sum((np.asarray(action) - TARGET) ** 2))
 
 
-def make_adapter(inner_step_fn=None, persist_fn=None, spec_kw=None, seed=0, **config):
+def make_adapter(inner_step_fn=None, persist_fn=None, spec_kw=None, seed=0,
+                 log=lambda msg: None, **config):
     config.setdefault('synchronous', True)
     config.setdefault('ramp_in_steps', 0)
     config.setdefault('fade_in_steps', 0)
@@ -38,7 +40,7 @@ def make_adapter(inner_step_fn=None, persist_fn=None, spec_kw=None, seed=0, **co
     meta = policy.init_params(seed)
     return online.OnlineAdapter(policy, meta, spec, online.OnlineConfig(**config), seed=seed,
                                 inner_step_fn=inner_step_fn, persist_fn=persist_fn,
-                                log=lambda msg: None)
+                                log=log)
 
 
 def state(pos=(0.1, -0.2), vel=(0.0, 0.0)):
@@ -277,6 +279,35 @@ def test_a_new_log_reason_passes_at_once_and_repeats_once_a_period():
         assert gate.allow(f'error {k}', 20.0 + k * 0.1)
         assert not gate.allow(f'error {k}', 20.0 + k * 0.1)
     assert len(gate._last) <= 101
+
+
+def test_the_gate_counts_the_lines_it_holds_back_until_the_next_passes():
+    gate = RepeatGate(1.0)
+    assert gate.check('reward', 10.0) == 0               # new: at once, nothing held back
+    assert [gate.check('reward', 10.0 + t) for t in (0.1, 0.5, 0.9)] == [None] * 3
+    assert gate.check('other', 10.5) == 0                # another kind: its own count
+    assert gate.check('reward', 11.0) == 3               # a period on: the 3 held back
+    assert gate.check('reward', 11.2) is None
+    assert gate.check('reward', 12.5) == 1
+    assert gate.check('reward', 14.0) == 0               # nothing held back since
+    assert not gate.allow('reward', 14.5) and gate.check('reward', 15.0) == 1
+
+
+def test_repeated_reward_warnings_are_throttled_and_say_how_many_were_held_back():
+    lines = []
+    adapter = make_adapter(rollouts_per_step=1, log=lines.append)
+    run(adapter, 30, reward=float('nan'))
+    time.sleep(1.05)                   # a period after the last line: the next one passes
+    run(adapter, 1, reward=float('nan'))
+    rejected = adapter.stats['rejected_rewards']
+    assert rejected >= 25
+    first = 'reward nan is not finite or beyond reward_limit'
+    assert lines[0].startswith(first) and lines[0].endswith('dropping the running episode')
+    counts = [int(m.group(1)) if m else 0 for m in
+              (re.search(r' \((\d+) more since the last warning\)$', line) for line in lines)]
+    assert all(line.startswith(first) for line in lines) and counts[0] == 0
+    assert 2 <= len(lines) < rejected              # 30 rejections in far less than 30 s
+    assert len(lines) + sum(counts) == rejected    # each one logged or counted in a later line
 
 
 def test_episode_signal_and_padded_episodes():

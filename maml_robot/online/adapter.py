@@ -1,6 +1,5 @@
 """OnlineAdapter: act safely, collect live episodes, adapt off the control path."""
 
-import math
 import time
 from typing import Callable, Optional
 
@@ -10,6 +9,7 @@ from maml_robot.online.adaptation import AdaptiveParameters
 from maml_robot.online.config import (AdapterSpec, Command, MODE_BAD_ACTION, MODE_BAD_OBS,
                                       MODE_ESTOP, MODE_FADE, MODE_POLICY, MODE_RAMP,
                                       MODE_STALE, OnlineConfig)
+from maml_robot.online.diagnostics import RepeatGate
 from maml_robot.policy import gaussian_log_prob
 import numpy as np
 import torch
@@ -60,7 +60,7 @@ class OnlineAdapter(AdaptiveParameters):
         self._joint_position = None  # the last measured joint positions: 'hold: gravity'
         self._min_steps = int(config.min_episode_steps or max(1, self.episode_steps // 2))
         self.estop = False
-        self._warned = {}            # warning kind -> (monotonic time logged, repeats since)
+        self._warn_gate = RepeatGate(1.0)   # each kind of warning at once, then once a second
         self._reset_motion()
 
     # ----------------------------------------------------------------------- control path
@@ -217,15 +217,11 @@ class OnlineAdapter(AdaptiveParameters):
         elif len(self._episode) >= self.episode_steps:
             self.end_episode()
 
-    def _warn(self, kind, text, every=1.0):
-        """Log a warning of one kind at once, then at most once per ``every`` s of them."""
-        now = time.monotonic()
-        last, repeats = self._warned.get(kind, (-math.inf, 0))
-        if now - last < every:
-            self._warned[kind] = (last, repeats + 1)
-            return
-        self._log(text + (f' ({repeats} more since the last warning)' if repeats else ''))
-        self._warned[kind] = (now, 0)
+    def _warn(self, kind, text):
+        """Log a warning of one kind at once, then at most once a second, with the count held."""
+        held = self._warn_gate.check(kind, time.monotonic())
+        if held is not None:
+            self._log(text + (f' ({held} more since the last warning)' if held else ''))
 
     def end_episode(self, terminal: bool = False):
         """

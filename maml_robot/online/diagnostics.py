@@ -1,7 +1,8 @@
-"""What the adapter node reports: its /diagnostics status and its log lines (no ROS)."""
+"""What the adapter reports: its /diagnostics status and its log lines (no ROS)."""
 
 import dataclasses
 import math
+from typing import Optional
 
 import numpy as np
 
@@ -36,19 +37,36 @@ class RepeatGate:
 
     rclpy's ``throttle_duration_sec`` throttles a call site whatever its message, so a new
     reason logged there could wait a whole period unseen; here each kind (a hold reason, an
-    input error with its numbers masked) has its own period.
+    input error with its numbers masked) has its own period. The lines of a kind held back are
+    counted, and :meth:`check` returns that count with the next line let through, for it to
+    say how many it stands for (the online adapter's warnings do).
     """
+
+    MAX_KINDS = 100
+    """Kinds remembered before those not let through for a period are forgotten."""
 
     def __init__(self, period: float = 1.0):
         """:param period: seconds between two lines of the same kind."""
         self.period = float(period)
-        self._last = {}          # kind -> when it was last let through
+        self._last = {}          # kind -> (when it was last let through, lines held back since)
+
+    def check(self, kind, now: float) -> Optional[int]:
+        """
+        Return None to hold back a line of ``kind`` at ``now``, else how many were held back.
+
+        A line let through (an int, 0 for a new kind) notes the time and starts a new count. A
+        kind forgotten (over MAX_KINDS kinds, it not let through for a period) is new again, and
+        the lines it held back are no longer counted.
+        """
+        last, held = self._last.get(kind, (-math.inf, 0))
+        if now - last < self.period:
+            self._last[kind] = (last, held + 1)
+            return None
+        if len(self._last) > self.MAX_KINDS:   # kinds not seen for a period need no memory
+            self._last = {k: v for k, v in self._last.items() if now - v[0] < self.period}
+        self._last[kind] = (now, 0)
+        return held
 
     def allow(self, kind, now: float) -> bool:
         """Return True (and note the time) when a line of ``kind`` should be logged ``now``."""
-        if now - self._last.get(kind, -math.inf) < self.period:
-            return False
-        if len(self._last) > 100:      # kinds not seen for a period need no memory
-            self._last = {k: t for k, t in self._last.items() if now - t < self.period}
-        self._last[kind] = now
-        return True
+        return self.check(kind, now) is not None
