@@ -12,7 +12,10 @@ beyond the scenario's effort limits, commands above the control rate (more than 
 (benchmarks/fault_ray.py) breaks a real 2-node Ray cluster under ``maml-robot train``. Run:
 
     PYTHONPATH=. .venv/bin/python benchmarks/fault_suite.py [--seed 0] [--seconds 3] \
-        [--only SECTION] [--out benchmarks/results/fault_suite.md]
+        [--only SECTION] [--domain ID] [--out benchmarks/results/fault_suite.md]
+
+The in-process adapter nodes share one ROS_DOMAIN_ID, taken from maml_robot.ros.domains (as the
+tests take theirs) unless ``--domain`` names one.
 """
 
 import argparse
@@ -27,6 +30,8 @@ import time
 import traceback
 
 from fault_ray import ray_cases
+from maml_robot.commands import arguments
+from maml_robot.ros.domains import domain_id
 import numpy as np
 
 HANG_SECONDS = 60.0
@@ -167,7 +172,6 @@ def params_file_cases(tally, folder):
 
 def override_cases(tally):
     """Bad ``--set`` items and command-line numbers: each must be a clear error."""
-    from maml_robot.commands import arguments
     from maml_robot.ros import launcher
     bad = {'adapter_node': ['control_rate_hz=abc', 'max_parm_delta=1e-3', 'state_timeout=-1',
                             'state_timeout=nan', 'steps_per_batch=1.5', 'adapt=maybe',
@@ -281,11 +285,11 @@ def check_commands(tally, what, commands, limit):
         tally.notes.append(f'above rate: {what}: {int(counts.max())} commands in 1 s')
 
 
-def stream_cases(tally, checkpoint, seconds, rng):
+def stream_cases(tally, checkpoint, domain, seconds, rng):
     """Every stamp pattern x value fault, ``seconds`` of 1 kHz states each."""
     limit = np.array([0.1, 0.1])
-    for n, (pattern, kind) in enumerate((p, k) for p in STAMPS for k in VALUES):
-        driver = Driver(checkpoint, 20 + n % 70)
+    for pattern, kind in ((p, k) for p in STAMPS for k in VALUES):
+        driver = Driver(checkpoint, domain)
         try:
             driver.start()
 
@@ -300,7 +304,7 @@ def stream_cases(tally, checkpoint, seconds, rng):
             driver.close()
 
 
-def param_cases(tally, checkpoint):
+def param_cases(tally, checkpoint, domain):
     """Runtime parameter changes that cannot apply: each must be refused with a reason."""
     from rclpy.parameter import Parameter
     running = [('control_rate_hz', 5.0), ('trigger', 'bogus'), ('trigger', 'timer'),
@@ -309,7 +313,7 @@ def param_cases(tally, checkpoint):
                ('use_sim_time', True)]
     idle = [('checkpoint', '/nonexistent.safetensors'), ('trigger', 'bogus'), ('device', 'gpu')]
     for active, cases in ((True, running), (False, idle)):
-        driver = Driver(checkpoint, 95)
+        driver = Driver(checkpoint, domain)
         try:
             if active:
                 driver.start()
@@ -406,7 +410,11 @@ def main(argv=None):
     parser.add_argument('--out', default=None, help='write the markdown report here')
     parser.add_argument('--only', default=None, choices=SECTIONS,
                         help='run one section (ray: the Ray cluster, minutes)')
+    parser.add_argument('--domain', type=arguments.domain_id, default=None,
+                        help='ROS_DOMAIN_ID of the adapter nodes (default: one no test run or '
+                        'other benchmark on this machine holds)')
     args = parser.parse_args(argv)
+    domain = args.domain if args.domain is not None else domain_id()
     import torch
     torch.set_num_threads(1)
     from maml_robot import online
@@ -423,9 +431,9 @@ def main(argv=None):
                 ('robot descriptions', description_cases),
                 ('overrides and flags', override_cases),
                 ('params files', lambda t: params_file_cases(t, folder)),
-                ('runtime parameters', lambda t: param_cases(t, checkpoint)),
-                ('joint_states streams', lambda t: stream_cases(t, checkpoint, args.seconds,
-                                                                rng)),
+                ('runtime parameters', lambda t: param_cases(t, checkpoint, domain)),
+                ('joint_states streams', lambda t: stream_cases(t, checkpoint, domain,
+                                                                args.seconds, rng)),
                 ('rewards', lambda t: reward_cases(t, rng)),
                 ('ray cluster', ray_cases)):
             if args.only is not None and not name.startswith(args.only):

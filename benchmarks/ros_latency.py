@@ -11,7 +11,8 @@ timer mode, the wait for the next tick), deadline misses (command gaps > 1.5 per
 inner_step update time (in the node, and offline on CPU).
 
 Run: .venv/bin/python benchmarks/ros_latency.py [--trigger state|timer] [--seconds 20]
-[--out FILE.md]
+[--domain ID] [--out FILE.md]. The ROS_DOMAIN_ID is taken from maml_robot.ros.domains (as the
+tests take theirs) unless ``--domain`` names one.
 """
 
 import argparse
@@ -24,7 +25,9 @@ import time
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PointStamped
 from maml_robot.checkpoint import save_checkpoint
+from maml_robot.commands import arguments
 import maml_robot.online as online
+from maml_robot.ros.domains import domain_id
 from maml_robot.ros.launcher import node_command, NodeProcesses
 from maml_robot.scenario import load_scenario
 from maml_robot.sim.world import World
@@ -109,13 +112,17 @@ def main():
                         help="the adapter's trigger parameter")
     parser.add_argument('--note', default='',
                         help='free text recorded with the result (e.g. what else was running)')
+    parser.add_argument('--domain', type=arguments.domain_id, default=None,
+                        help='ROS_DOMAIN_ID of the probe and the node (default: one no test '
+                        'run or other benchmark on this machine holds)')
     parser.add_argument('--out', default=str(Path(__file__).parent / 'results' /
                                              'ros_latency.md'))
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix='ros_latency_'))
     ckpt = tmp / 'reacher.safetensors'
     save_checkpoint(ckpt, online.fresh_checkpoint(adapter_scenario(), seed=0))
-    domain = 40 + os.getpid() % 50
+    domain = args.domain if args.domain is not None else domain_id()
+    print(f'ROS_DOMAIN_ID {domain}', flush=True)
     argv = node_command('adapter_node', overrides={
         'checkpoint': str(ckpt), 'control_rate_hz': RATE_HZ, 'adapt': True,
         'trigger': args.trigger,

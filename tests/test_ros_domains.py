@@ -1,65 +1,67 @@
-"""The ROS_DOMAIN_ID allocator (tests/ros_domains.py) and that every ROS test takes from it."""
+"""
+The ROS_DOMAIN_ID allocator (maml_robot.ros.domains) and that every ROS test takes from it.
+
+The tests take it through tests/ros_domains.py, the benchmarks directly.
+"""
 
 import ast
-import importlib.util
 import os
 from pathlib import Path
 import subprocess
 import sys
 
+from maml_robot.ros.domains import DomainAllocator
 import pytest
 import ros_domains
 from ros_domains import domain_id
 
 TESTS = Path(__file__).resolve().parent
+BENCHMARKS = TESTS.parent / 'benchmarks'
 NODE_COMMANDS = {'demo', 'sim', 'adapt', 'launch'}
 """``maml-robot`` commands that start ROS nodes."""
-
-
-def twin_allocator():
-    """Load a second, independent copy of ros_domains (its own in-process bookkeeping)."""
-    spec = importlib.util.spec_from_file_location('ros_domains_twin', ros_domains.__file__)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_every_domain_is_handed_out_once_and_in_range(monkeypatch):
     domains = [domain_id() for _ in range(6)]
     # in plain ascending order too: the bookkeeping and the lock keep them apart, not the mtimes
-    monkeypatch.setattr(ros_domains, '_last_used', lambda domain: 0.0)
+    monkeypatch.setattr(ros_domains.ALLOCATOR, 'last_used', lambda domain: 0.0)
     domains += [domain_id() for _ in range(6)]
     assert len(set(domains)) == len(domains), domains
     assert all(1 <= d <= 232 for d in domains), domains
-    assert set(domains) <= set(ros_domains._held)
+    assert set(domains) <= set(ros_domains.ALLOCATOR.held)
 
 
-def test_a_held_domain_is_refused_to_another_copy_and_another_process(monkeypatch):
+def test_a_held_domain_is_refused_to_another_allocator_and_another_process(monkeypatch):
     held = domain_id()
-    twin = twin_allocator()
-    assert twin._try_hold(held) is None                 # the flock, not the bookkeeping
-    monkeypatch.setattr(twin, '_last_used', lambda domain: 0.0)     # plain ascending order
-    assert twin.domain_id() not in ros_domains._held
-    monkeypatch.setattr(twin, 'DOMAINS', range(held, held + 1))
+    twin = DomainAllocator()                            # its own in-process bookkeeping
+    assert twin.try_hold(held) is None                  # the flock, not the bookkeeping
+    monkeypatch.setattr(twin, 'last_used', lambda domain: 0.0)      # plain ascending order
+    assert twin.domain_id() not in ros_domains.ALLOCATOR.held
+    twin = DomainAllocator(domains=range(held, held + 1))
     with pytest.raises(RuntimeError, match=f'every ROS_DOMAIN_ID {held}..{held} is held'):
         twin.domain_id()
-    code = (f'import sys; sys.path.insert(0, {str(TESTS)!r}); import ros_domains; '
-            f'print(ros_domains._try_hold({held}) is None)')
+    code = ('from maml_robot.ros.domains import DomainAllocator; '
+            f'print(DomainAllocator().try_hold({held}) is None)')
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
                          env=env, timeout=60)
     assert out.stdout.strip() == 'True', out.stdout + out.stderr
 
 
-def domain_problems(path, root=TESTS):
-    """Return how a test module picks a ROS_DOMAIN_ID other than from ros_domains (empty: ok)."""
+def domain_problems(path, root=TESTS, source='ros_domains', cli_flag=True):
+    """
+    Return how a module picks a ROS_DOMAIN_ID other than from ``source`` (empty: ok).
+
+    :param cli_flag: a ``maml_robot.cli`` command that starts nodes must be given
+        ``--domain-id`` (else it takes its own from the allocator).
+    """
     text = path.read_text()
     name = path.relative_to(root)
     problems, starts_nodes = [], False
     for node in ast.walk(ast.parse(text)):
         if isinstance(node, ast.FunctionDef) and 'domain' in node.name and \
                 not node.name.startswith('test_'):
-            problems.append(f'{name}:{node.lineno} defines {node.name}(); use ros_domains')
+            problems.append(f'{name}:{node.lineno} defines {node.name}(); use {source}')
         if isinstance(node, ast.Call):
             called = ast.unparse(node.func)
             if called == 'rclpy.init':
@@ -74,13 +76,14 @@ def domain_problems(path, root=TESTS):
             items = [ast.unparse(e) for e in node.elts]
             if "'maml_robot.cli'" in items:
                 command = node.elts[items.index("'maml_robot.cli'") + 1]
-                if not isinstance(command, ast.Constant) or command.value in NODE_COMMANDS:
+                if cli_flag and (not isinstance(command, ast.Constant)
+                                 or command.value in NODE_COMMANDS):
                     starts_nodes = True
                     if "'--domain-id'" not in items:
                         problems.append(f'{name}:{node.lineno} maml_robot.cli '
                                         f'{ast.unparse(command)} without --domain-id')
-    if starts_nodes and 'from ros_domains import domain_id' not in text:
-        problems.append(f'{name} starts ROS nodes but takes no domain from ros_domains')
+    if starts_nodes and f'from {source} import domain_id' not in text:
+        problems.append(f'{name} starts ROS nodes but takes no domain from {source}')
     return problems
 
 
@@ -88,6 +91,13 @@ def test_no_test_module_picks_its_own_domain():
     mine = ('ros_domains.py', Path(__file__).name)      # the allocator and this check
     paths = sorted(p for p in TESTS.rglob('*.py') if p.name not in mine)
     assert [line for p in paths for line in domain_problems(p)] == []
+
+
+def test_no_benchmark_picks_its_own_domain():
+    # `maml-robot demo` without --domain-id takes one from the allocator itself
+    paths = sorted(BENCHMARKS.glob('*.py'))
+    assert [line for p in paths for line in domain_problems(
+        p, root=BENCHMARKS.parent, source='maml_robot.ros.domains', cli_flag=False)] == []
 
 
 def test_the_domain_check_catches_a_module_with_its_own_range(tmp_path):

@@ -2,8 +2,7 @@
 
 import argparse
 
-MAX_DOMAIN_ID = 232
-"""Largest ROS_DOMAIN_ID DDS maps to ports (0..101 is safe on Linux; see the ROS 2 docs)."""
+from maml_robot.ros.domains import MAX_DOMAIN_ID
 
 
 def positive_int(text: str) -> int:
