@@ -40,13 +40,15 @@ from std_msgs.msg import Float64MultiArray
 import torch
 
 RATE_HZ = 100.0
+START_TIMEOUT = 120.0
+"""Seconds adapter_node may take to become active (torch import, checkpoint load, warm-up)."""
 
 
 def offline_update_seconds(ckpt_path, repeats=20):
     """Time one online update (2 live episodes x 50 steps, reacher policy) on CPU."""
     torch.set_num_threads(1)
     config = online.OnlineConfig(synchronous=True, ramp_in_steps=0, fade_in_steps=0,
-                                 rollouts_per_step=10 ** 6)
+                                 rollouts_per_step=1000)   # the most: no update of its own
     adapter = online.load_adapter(ckpt_path, config, log=lambda m: None)
     world = World(adapter_scenario())
     world.reset(np.random.default_rng(0))
@@ -68,8 +70,13 @@ def adapter_scenario():
     return load_scenario('reacher')
 
 
-def run_probe(domain, seconds):
-    """Publish joint_states at 2x the control rate; record commands and diagnostics."""
+def run_probe(domain, seconds, check_alive):
+    """
+    Publish joint_states at 2x the control rate; record commands and diagnostics.
+
+    The probe starts once the node is active (its first /diagnostics message), and
+    ``check_alive()`` raises if the node exits while it waits.
+    """
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=domain)
     node = rclpy.create_node('latency_probe', context=context)
@@ -85,7 +92,26 @@ def run_probe(domain, seconds):
     executor.add_node(node)
     thread = threading.Thread(target=executor.spin, daemon=True)
     thread.start()
+    try:
+        deadline = time.perf_counter() + START_TIMEOUT
+        while not diags:
+            check_alive()
+            if time.perf_counter() > deadline:
+                raise SystemExit(f'adapter_node sent no /diagnostics in {START_TIMEOUT:g} s')
+            time.sleep(0.1)
+        sent = publish_states(joints, goal, seconds)
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.shutdown(context=context)
+        thread.join(2.0)
+    return np.asarray(sent), np.asarray(commands), diags
+
+
+def publish_states(joints, goal, seconds):
+    """Publish joint_states and goal at 2x the control rate for ``seconds``; return send times."""
     rng = np.random.default_rng(0)
+    sent = []
     end = time.perf_counter() + seconds
     due = time.perf_counter()   # clock-driven like a state broadcaster: 200 Hz on average
     while time.perf_counter() < end:
@@ -98,16 +124,13 @@ def run_probe(domain, seconds):
         sent.append(time.perf_counter())
         due += 0.5 / RATE_HZ
         time.sleep(max(0.0, due - time.perf_counter()))
-    executor.shutdown()
-    node.destroy_node()
-    rclpy.shutdown(context=context)
-    thread.join(2.0)
-    return np.asarray(sent), np.asarray(commands), diags
+    return sent
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
-    parser.add_argument('--seconds', type=float, default=20.0)
+    parser.add_argument('--seconds', type=float, default=20.0,
+                        help='seconds of probing (the first is not counted; default 20)')
     parser.add_argument('--trigger', default='state', choices=('state', 'timer'),
                         help="the adapter's trigger parameter")
     parser.add_argument('--note', default='',
@@ -130,10 +153,13 @@ def main():
         'ramp_in_steps': 0, 'fade_in_steps': 0, 'diagnostics_period': 1.0})
     with NodeProcesses(domain, log_dir=tmp) as procs:
         procs.start('adapter_node', argv)
-        time.sleep(4.0)                       # start-up (torch import, checkpoint load)
-        sent, commands, diags = run_probe(domain, args.seconds)
+        sent, commands, diags = run_probe(domain, args.seconds, procs.check_alive)
         procs.check_alive()
     commands = commands[commands > sent[0] + 1.0]       # skip the first second
+    if len(commands) < 2:
+        raise SystemExit(f'{len(commands)} commands after the first second of {args.seconds:g} '
+                         f's: too few to measure; run longer (--seconds) or see '
+                         f'{tmp}/adapter_node.log')
     idx = np.searchsorted(sent, commands) - 1
     e2e = (commands - sent[idx]) * 1e3
     gaps = np.diff(commands)
