@@ -1,7 +1,6 @@
 """``maml-robot demo``: a meta-policy adapts online over ROS 2 to a held-out robot."""
 
 import json
-import os
 from pathlib import Path
 import threading
 import time
@@ -9,7 +8,7 @@ import time
 from maml_robot.checkpoint import save_checkpoint
 from maml_robot.commands.arguments import domain_id
 from maml_robot.dynamics import sample_tasks
-from maml_robot.ros import launcher
+from maml_robot.ros import domains, launcher
 from maml_robot.scenario import load_scenario
 
 MODEL = Path(__file__).resolve().parent.parent / 'models' / 'reacher.safetensors'
@@ -35,7 +34,8 @@ def add_arguments(parser):
                         help="the adapter's trigger: a command per joint_states message "
                              '(default) or per timer tick')
     parser.add_argument('--domain-id', type=domain_id, default=None,
-                        help='ROS_DOMAIN_ID (default: one derived from the process id)')
+                        help='ROS_DOMAIN_ID (default: one no test run, benchmark or other '
+                        'demo on this machine holds)')
     parser.add_argument('--seed', type=int, default=0,
                         help="seed of the sim's start poses, goals and sensor noise and of the "
                              "adapter's exploration (default: 0)")
@@ -246,7 +246,7 @@ def run(args):
     if args.task_index is not None:
         index, task = args.task_index, sample_tasks(scenario, None, 'test')[args.task_index]
     ckpt = checkpoint_path(args, scenario, out)
-    domain = args.domain_id if args.domain_id is not None else 150 + os.getpid() % 80
+    domain = args.domain_id if args.domain_id is not None else domains.domain_id()
     title = f'reacher, test task {index}:\n{task.describe(scenario)}'
     print(f'robot: {title.replace(chr(10), " ")}\ncheckpoint: {ckpt}\n'
           f'ROS_DOMAIN_ID {domain}; logs in {out / "logs"}')
