@@ -11,7 +11,8 @@ kinematics; no simulator here, so the ROS adapter node can use it) places every 
 body's first moment m c; a constant matrix sums those over each joint's subtree; then one dot
 product per joint. Measured per ``torques(q)`` (timeit, 200 calls, a shared 2-core machine): KUKA
 iiwa 0.31-0.33 ms, A1 with its 12 joints 0.20-0.22 ms, where one root-to-COM ``Chain`` per link
-(``chains``, kept as the reference) took 3.3-3.5 ms and 6.9-7.5 ms.
+(the per-link reference that ``tests/test_gravity_hold.py`` checks against) took 3.3-3.5 ms and
+6.9-7.5 ms.
 
 The masses are the URDF's nominal ones: a payload, or a randomized mass, is unknown to this model.
 The gravity vector is given in the root link's frame; a fixed-base scenario bolts the root to the
@@ -20,7 +21,7 @@ world without rotating it, so there it is ``(0, 0, sim.gravity)``.
 
 from dataclasses import dataclass
 
-from maml_robot.kinematics import Chain, skew, Tree
+from maml_robot.kinematics import skew, Tree
 import numpy as np
 
 
@@ -51,7 +52,6 @@ class GravityModel:
     :param links: the moving links with mass (sorted): their weights are what is held.
     :param other_joints: the URDF's uncontrolled moving joints, sorted by name.
     :param other_position: where each of those is taken to be (:func:`rest_position`).
-    :param model: the parsed URDF it was built from.
     """
 
     joint_names: tuple
@@ -62,7 +62,6 @@ class GravityModel:
     links: tuple
     other_joints: tuple
     other_position: tuple
-    model: object
 
     @classmethod
     def from_urdf(cls, model, joint_names, gravity=(0.0, 0.0, -9.81)):
@@ -88,8 +87,7 @@ class GravityModel:
             moment[body] += link.mass * (frame[:3, :3] @ link.com + frame[:3, 3])
             links.append(name)
         return cls(tuple(joint_names), tuple(float(g) for g in gravity), tree, mass, moment,
-                   tuple(links), others, tuple(rest_position(model.joints[n]) for n in others),
-                   model)
+                   tuple(links), others, tuple(rest_position(model.joints[n]) for n in others))
 
     def __post_init__(self):
         """Precompute the mass each joint carries (its body and all below) and g's cross matrix."""
@@ -100,19 +98,6 @@ class GravityModel:
         object.__setattr__(self, '_prismatic', prismatic)
         object.__setattr__(self, '_weight', weight)                     # (K, 4, 1): (m c, m)
         object.__setattr__(self, '_cross_g', skew(self.gravity))        # v @ it = v x g
-
-    @property
-    def chains(self):
-        """
-        Return one ``kinematics.Chain`` per link of ``links``: root -> its centre of mass.
-
-        The per-link form of the same torques (``-m J^T g`` per link, summed): a reference to
-        check the one-pass ``batch_torques`` against; built on each call, not used by it.
-        """
-        order = self.joint_names + self.other_joints
-        return tuple(Chain.from_urdf(self.model, self.model.root, name, order,
-                                     tip_offset=self.model.links[name].com)
-                     for name in self.links)
 
     def batch_torques(self, qs) -> np.ndarray:
         """

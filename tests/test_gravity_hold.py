@@ -5,7 +5,7 @@ from pathlib import Path
 
 from maml_robot.actuation import Actuation
 from maml_robot.gravity import GravityModel
-from maml_robot.kinematics import KinematicsError
+from maml_robot.kinematics import Chain, KinematicsError
 from maml_robot.observation import RobotState
 import maml_robot.online as online
 from maml_robot.scenario import build_scenario, load_scenario, ScenarioError
@@ -52,7 +52,8 @@ def test_kuka_gravity_torques_equal_pybullet_inverse_dynamics():
     sc = load_scenario('kuka_reach')
     names = sc.joint_names
     gravity = GravityModel.from_urdf(model, names, (0.0, 0.0, sc.gravity))
-    assert len(gravity.chains) == 7 and gravity.other_joints == ()
+    assert gravity.links == tuple(f'lbr_iiwa_link_{i}' for i in range(1, 8))   # not the root
+    assert gravity.other_joints == ()
     rng = np.random.default_rng(0)
     qs = rng.uniform(sc.position_limits[:, 0], sc.position_limits[:, 1], (100, len(names)))
     cid = pybullet.connect(pybullet.DIRECT)
@@ -186,14 +187,23 @@ def test_the_adapter_holds_against_gravity_where_the_arm_was_last_seen(tmp_path)
     np.testing.assert_allclose(cmd.effort, gravity.torques(q2), atol=1e-9)
 
 
-def _per_link_torques(gravity, qs):
+def _per_link_torques(model, gravity, qs):
     """Return -sum_l m_l J_l(q)^T g (N, J): one root-to-COM Chain per link (the slow form)."""
     full = np.concatenate([qs, np.tile(gravity.other_position, (len(qs), 1))], axis=1)
+    order = gravity.joint_names + gravity.other_joints
     torque = np.zeros_like(full)
-    for chain, name in zip(gravity.chains, gravity.links):
+    held = []
+    for name, link in sorted(model.links.items()):
+        if name == model.root or link.mass <= 0.0:
+            continue        # the mount carries the root; a massless link weighs nothing
+        chain = Chain.from_urdf(model, model.root, name, order, tip_offset=link.com)
+        if not chain.size:
+            continue        # fixed to the root: no joint carries it
+        held.append(name)
         index = list(chain.joint_index)
         _, rows = chain.batch_jacobian(full[:, index])                 # (N, size, 3)
-        torque[:, index] -= gravity.model.links[name].mass * (rows @ gravity.gravity)
+        torque[:, index] -= link.mass * (rows @ gravity.gravity)
+    assert tuple(held) == gravity.links
     return torque[:, :qs.shape[1]]
 
 
@@ -226,7 +236,7 @@ def test_prismatic_joints_match_pybullet_in_one_pass(path, prismatic):
     columns = [names.index(n) for n in prismatic]
     assert np.abs(want[:, columns]).max() > 0.5        # the prismatic joints carry weight
     np.testing.assert_allclose(got, want, atol=1e-9 * max(1.0, np.abs(want).max()))
-    np.testing.assert_allclose(got, _per_link_torques(gravity, qs), atol=1e-9)
+    np.testing.assert_allclose(got, _per_link_torques(model, gravity, qs), atol=1e-9)
     np.testing.assert_allclose(gravity.torques(qs[5]), got[5], atol=1e-12)
 
 
