@@ -182,11 +182,6 @@ class Chain:
         object.__setattr__(self, '_steps', tuple(steps))
         object.__setattr__(self, '_tip', tuple(self.links[-1][:3, 3].tolist()))
 
-    def signature(self):
-        """Return a hashable value that is equal for chains with the same kinematics."""
-        return (self.types, self.axes, self.limits,
-                tuple(tuple(link.ravel().tolist()) for link in self.links))
-
     @property
     def size(self):
         """Return the number of moving joints on the chain."""
@@ -247,20 +242,13 @@ class Chain:
             pos = pos @ self.links[k][:3, :3].T + self.links[k][:3, 3]
         return pos
 
-    def reach(self):
-        """Return an upper bound of the tip's distance from the first moving joint (m)."""
-        lengths = [float(np.linalg.norm(link[:3, 3])) for link in self.links[1:]]
-        extra = sum(max(abs(lo), abs(hi)) for (lo, hi), kind in zip(self.limits, self.types)
-                    if kind == 'prismatic')
-        return sum(lengths) + extra
-
     def batch_jacobian(self, qs):
         """
         Return (tip positions (N, 3), position Jacobians (N, size, 3)) for ``qs`` (N, size).
 
         ``qs`` are chain joint values (chain order), all in the base_link frame. Row k of a
         Jacobian is d tip / d q_k: axis_k x (tip - origin_k) for a revolute joint, axis_k for a
-        prismatic one (inverse kinematics and the gravity torques use it).
+        prismatic one (``scenario_kinematics.solve_position``'s IK uses it).
         """
         tip, origins, axes = self._batch_frames(np.asarray(qs, dtype=float))
         prismatic = np.array([t == 'prismatic' for t in self.types], dtype=bool)
@@ -287,48 +275,6 @@ class Chain:
             pos = pos + rot @ self.links[k + 1][:3, 3]
             rot = rot @ self.links[k + 1][:3, :3]
         return pos, origins, axes
-
-    def solve_position(self, targets, starts, iterations=100, damping=1e-2, tol=1e-4):
-        """
-        Damped least-squares IK for many targets at once; return (chain q (N, size), error (N,)).
-
-        ``targets`` (N, 3) in the base frame, ``starts`` (N, size) initial joint values; joint
-        limits are respected by clipping. Used at load to check that goal regions are reachable.
-        """
-        q = np.array(starts, dtype=float)                        # (N, size)
-        targets = np.asarray(targets, dtype=float)               # (N, 3)
-        lo = np.array([lim[0] for lim in self.limits])
-        hi = np.array([lim[1] for lim in self.limits])
-        for _ in range(iterations):
-            tip, cols = self.batch_jacobian(q)                   # (N, 3), (N, size, 3)
-            err = targets - tip                                  # (N, 3)
-            if np.all(np.linalg.norm(err, axis=1) < tol):
-                break
-            jac = cols.transpose(0, 2, 1)                                # (N, 3, size)
-            jjt = jac @ cols + damping ** 2 * np.eye(3)
-            delta = np.linalg.solve(jjt, err[:, :, None])                # (N, 3, 1)
-            q = np.clip(q + (cols @ delta)[:, :, 0], lo, hi)
-        return q, np.linalg.norm(targets - self._batch_frames(q)[0], axis=1)
-
-    def unreachable(self, points, start, tries=3, tol=1e-3, seed=0):
-        """
-        Return the indices of ``points`` (N, 3) the tip cannot reach within ``tol`` (m).
-
-        IK from ``start`` (chain joint values), then from ``tries`` random configurations within
-        the joint limits (continuous joints in [-pi, pi]) for the points still missed.
-        """
-        points = np.asarray(points, dtype=float)
-        _, err = self.solve_position(points, np.tile(start, (len(points), 1)), tol=tol / 10)
-        missed = np.flatnonzero(err > tol)
-        if missed.size and tries:
-            rng = np.random.default_rng(seed)
-            lo = np.array([max(lim[0], -math.pi) for lim in self.limits])
-            hi = np.array([min(lim[1], math.pi) for lim in self.limits])
-            starts = rng.uniform(lo, hi, (tries * missed.size, self.size))
-            _, err = self.solve_position(np.repeat(points[missed], tries, axis=0), starts,
-                                         tol=tol / 10)
-            missed = missed[np.all(err.reshape(missed.size, tries) > tol, axis=1)]
-        return missed.tolist()
 
 
 @dataclass(frozen=True, eq=False)
@@ -458,15 +404,3 @@ class Tree:
             frames[:, index] = frames[:, parent] @ local[:, index]      # (N, L, 4, 4)
         frames = frames[:, :size]
         return frames, (frames[..., :3, :3] @ self.axes[..., None])[..., 0]
-
-
-def region_probe_points(region):
-    """Return the points (N, 3) checked for reachability: a 3x3x3 grid or 26 shell directions."""
-    if region['type'] == 'box':
-        axes = [np.linspace(lo, hi, 3) for lo, hi in zip(region['low'], region['high'])]
-        return np.stack(np.meshgrid(*axes, indexing='ij'), -1).reshape(-1, 3)
-    dirs = np.stack(np.meshgrid([-1, 0, 1], [-1, 0, 1], [-1, 0, 1], indexing='ij'),
-                    -1).reshape(-1, 3)
-    dirs = dirs[np.any(dirs != 0, axis=1)]
-    dirs = dirs / np.linalg.norm(dirs, axis=1, keepdims=True)
-    return np.concatenate([region['center'] + r * dirs for r in region['radius']])
