@@ -1,5 +1,5 @@
 """
-Exact forward kinematics of a serial chain read from a URDF (numpy and floats, no simulator).
+Exact forward kinematics of a serial chain or a tree read from a URDF (numpy, no simulator).
 
 The ROS adapter node computes the reaching observation from ``joint_states`` alone, so this module
 must not import PyBullet. A chain from ``base_link`` to ``tip_link`` is the URDF joints on the path
@@ -9,7 +9,9 @@ continuous joints, a translation along ``axis`` by q for prismatic ones, nothing
 Constant transforms between moving joints are multiplied once at load; the tip position is then
 computed from the tip back to the base on 3-vectors with plain floats (a rotation by Rodrigues'
 formula and one affine map per moving joint), which for a 7-joint arm costs a few microseconds per
-call (numpy's per-call overhead would dominate 4x4 products at this size).
+call (numpy's per-call overhead would dominate 4x4 products at this size). A ``Tree`` gives every
+moving joint's frame of several branches at once (batched 4x4 products, one per depth): the
+gravity model's one pass.
 
 Why not pinocchio or yourdfpy: pinocchio is a heavy binary dependency (and its wheels lag new
 Pythons), yourdfpy pulls trimesh and lxml for features we do not use; what scenarios need is about
@@ -50,10 +52,15 @@ def origin_transform(joint):
     return t
 
 
+def skew(axis):
+    """Return the cross-product matrix K (3, 3) of ``axis``: ``K @ v`` is ``axis x v``."""
+    kx, ky, kz = axis
+    return np.array([[0.0, -kz, ky], [kz, 0.0, -kx], [-ky, kx, 0.0]])
+
+
 def axis_rotation(axis, angle):
     """Return the rotation (3, 3) by ``angle`` about the unit vector ``axis`` (Rodrigues)."""
-    kx, ky, kz = axis
-    k = np.array([[0.0, -kz, ky], [kz, 0.0, -kx], [-ky, kx, 0.0]])
+    k = skew(axis)
     return np.eye(3) + math.sin(angle) * k + (1.0 - math.cos(angle)) * (k @ k)
 
 
@@ -78,6 +85,31 @@ def joint_path(model, base_link, tip_link):
         path.append(joint)
         link = joint.parent
     return path[::-1]
+
+
+def chain_joint(joint, base_link, tip_link, joint_names):
+    """
+    Return ('fixed', None), or (kind, unit axis (3,)) of a moving joint on a chain or tree.
+
+    ``kind`` is 'revolute' (also for continuous) or 'prismatic'. Raises KinematicsError for a
+    floating or planar joint, a moving joint not in ``joint_names``, and a zero axis.
+    """
+    if joint.type not in MOVING + ('fixed',):
+        raise KinematicsError('tip_link', f'joint {joint.name!r} between {base_link!r} '
+                              f'and {tip_link!r} is {joint.type}: only revolute, '
+                              'continuous, prismatic and fixed joints can be on a chain')
+    if joint.type == 'fixed':
+        return 'fixed', None
+    if joint.name not in joint_names:
+        raise KinematicsError('tip_link', f'joint {joint.name!r} ({joint.type}) is on the '
+                              f'chain from {base_link!r} to {tip_link!r} but is not a '
+                              f'controlled joint {list(joint_names)}: add it to joints '
+                              'or choose a tip_link above it')
+    axis = np.asarray(joint.axis, dtype=float)
+    norm = float(np.linalg.norm(axis))
+    if norm == 0.0:
+        raise KinematicsError('tip_link', f'joint {joint.name!r} has a zero axis')
+    return ('prismatic' if joint.type == 'prismatic' else 'revolute'), axis / norm
 
 
 @dataclass(frozen=True, eq=False)
@@ -120,25 +152,13 @@ class Chain:
         names, types, axes, links, limits = [], [], [], [], []
         pending = np.eye(4)   # constant transform since the last moving joint
         for joint in path:
-            if joint.type not in MOVING + ('fixed',):
-                raise KinematicsError('tip_link', f'joint {joint.name!r} between {base_link!r} '
-                                      f'and {tip_link!r} is {joint.type}: only revolute, '
-                                      'continuous, prismatic and fixed joints can be on a chain')
+            kind, axis = chain_joint(joint, base_link, tip_link, joint_names)
             pending = pending @ origin_transform(joint)
-            if joint.type == 'fixed':
+            if kind == 'fixed':
                 continue
-            if joint.name not in joint_names:
-                raise KinematicsError('tip_link', f'joint {joint.name!r} ({joint.type}) is on the '
-                                      f'chain from {base_link!r} to {tip_link!r} but is not a '
-                                      f'controlled joint {list(joint_names)}: add it to joints '
-                                      'or choose a tip_link above it')
-            axis = np.asarray(joint.axis, dtype=float)
-            norm = float(np.linalg.norm(axis))
-            if norm == 0.0:
-                raise KinematicsError('tip_link', f'joint {joint.name!r} has a zero axis')
             names.append(joint.name)
-            types.append('prismatic' if joint.type == 'prismatic' else 'revolute')
-            axes.append(tuple((axis / norm).tolist()))
+            types.append(kind)
+            axes.append(tuple(axis.tolist()))
             links.append(pending)
             limits.append((-math.inf, math.inf) if joint.type == 'continuous'
                           else (joint.lower, joint.upper))
@@ -161,11 +181,6 @@ class Chain:
                           tuple(r.ravel().tolist()), tuple(t.tolist())))
         object.__setattr__(self, '_steps', tuple(steps))
         object.__setattr__(self, '_tip', tuple(self.links[-1][:3, 3].tolist()))
-
-    def signature(self):
-        """Return a hashable value that is equal for chains with the same kinematics."""
-        return (self.types, self.axes, self.limits,
-                tuple(tuple(link.ravel().tolist()) for link in self.links))
 
     @property
     def size(self):
@@ -227,20 +242,13 @@ class Chain:
             pos = pos @ self.links[k][:3, :3].T + self.links[k][:3, 3]
         return pos
 
-    def reach(self):
-        """Return an upper bound of the tip's distance from the first moving joint (m)."""
-        lengths = [float(np.linalg.norm(link[:3, 3])) for link in self.links[1:]]
-        extra = sum(max(abs(lo), abs(hi)) for (lo, hi), kind in zip(self.limits, self.types)
-                    if kind == 'prismatic')
-        return sum(lengths) + extra
-
     def batch_jacobian(self, qs):
         """
         Return (tip positions (N, 3), position Jacobians (N, size, 3)) for ``qs`` (N, size).
 
         ``qs`` are chain joint values (chain order), all in the base_link frame. Row k of a
         Jacobian is d tip / d q_k: axis_k x (tip - origin_k) for a revolute joint, axis_k for a
-        prismatic one (inverse kinematics and the gravity torques use it).
+        prismatic one (``scenario_kinematics.solve_position``'s IK uses it).
         """
         tip, origins, axes = self._batch_frames(np.asarray(qs, dtype=float))
         prismatic = np.array([t == 'prismatic' for t in self.types], dtype=bool)
@@ -261,64 +269,138 @@ class Chain:
             if self.types[k] == 'prismatic':
                 pos = pos + axes[:, k] * a[:, None]
             else:   # Rodrigues, batched: I + s K + (1 - c) K^2
-                kx, ky, kz = axis
-                skew = np.array([[0.0, -kz, ky], [kz, 0.0, -kx], [-ky, kx, 0.0]])
+                cross = skew(axis)
                 s, c = np.sin(a)[:, None, None], np.cos(a)[:, None, None]
-                rot = rot @ (np.eye(3) + s * skew + (1.0 - c) * (skew @ skew))
+                rot = rot @ (np.eye(3) + s * cross + (1.0 - c) * (cross @ cross))
             pos = pos + rot @ self.links[k + 1][:3, 3]
             rot = rot @ self.links[k + 1][:3, :3]
         return pos, origins, axes
 
-    def solve_position(self, targets, starts, iterations=100, damping=1e-2, tol=1e-4):
+
+@dataclass(frozen=True, eq=False)
+class Tree:
+    """
+    Every moving joint's frame of a kinematic tree in one pass; all in the ``base_link`` frame.
+
+    The tree is the union of the paths from ``base_link`` to some links (every branch, where a
+    Chain is one path). Fixed joints fold into constant transforms, as on a Chain. Each joint's
+    origin times its motion is formed for all joints at once; then one batched 4x4 product per
+    depth places every branch's joints at that depth.
+
+    :param base_link: the link whose frame everything is expressed in.
+    :param joint_names: the moving joints of the tree, by depth (parents first).
+    :param joint_index: each one's position in the caller's joint order.
+    :param parents: each joint's nearest moving ancestor (an index into ``joint_names``); -1
+        where only fixed joints lie between it and ``base_link``.
+    :param types: 'revolute' (also for continuous) or 'prismatic', per moving joint.
+    :param axes: (K, 3) unit axis of each moving joint in its own frame.
+    :param origins: (K, 4, 4) constant transform to each joint's frame from its parent's (after
+        the parent's motion; the base_link frame for -1).
+    :param attached: {link: (joint, (4, 4) frame)} for every link on the tree: the moving joint
+        (index, or -1 for none) whose motion carries the link, and the link's frame in it.
+
+    Computed: ``descendants`` (K, K), row k marks joint k and every joint below it.
+    """
+
+    base_link: str
+    joint_names: tuple
+    joint_index: tuple
+    parents: tuple
+    types: tuple
+    axes: np.ndarray
+    origins: np.ndarray
+    attached: dict
+
+    @classmethod
+    def from_urdf(cls, model, base_link, tip_links, joint_names):
         """
-        Damped least-squares IK for many targets at once; return (chain q (N, size), error (N,)).
+        Build the tree from ``base_link`` to each of ``tip_links`` of a parsed URDF.
 
-        ``targets`` (N, 3) in the base frame, ``starts`` (N, size) initial joint values; joint
-        limits are respected by clipping. Used at load to check that goal regions are reachable.
+        ``joint_names`` is the caller's joint order (``batch_frames`` takes positions in it);
+        every moving joint on the tree must be one of them. Raises KinematicsError (naming the
+        first tip whose path fails) as ``Chain.from_urdf`` does for that tip.
         """
-        q = np.array(starts, dtype=float)                        # (N, size)
-        targets = np.asarray(targets, dtype=float)               # (N, 3)
-        lo = np.array([lim[0] for lim in self.limits])
-        hi = np.array([lim[1] for lim in self.limits])
-        for _ in range(iterations):
-            tip, cols = self.batch_jacobian(q)                   # (N, 3), (N, size, 3)
-            err = targets - tip                                  # (N, 3)
-            if np.all(np.linalg.norm(err, axis=1) < tol):
-                break
-            jac = cols.transpose(0, 2, 1)                                # (N, 3, size)
-            jjt = jac @ cols + damping ** 2 * np.eye(3)
-            delta = np.linalg.solve(jjt, err[:, :, None])                # (N, 3, 1)
-            q = np.clip(q + (cols @ delta)[:, :, 0], lo, hi)
-        return q, np.linalg.norm(targets - self._batch_frames(q)[0], axis=1)
+        attached = {base_link: (None, np.eye(4))}     # link: (moving joint carrying it, frame)
+        depth = {None: -1}
+        moving = []                     # (joint name, parent joint name, kind, axis, origin)
+        for tip in tip_links:
+            for joint in joint_path(model, base_link, tip):
+                kind, axis = chain_joint(joint, base_link, tip, joint_names)
+                if joint.child in attached:
+                    continue        # on the path to an earlier tip
+                parent, frame = attached[joint.parent]
+                frame = frame @ origin_transform(joint)
+                if kind == 'fixed':
+                    attached[joint.child] = (parent, frame)
+                    continue
+                depth[joint.name] = depth[parent] + 1
+                moving.append((joint.name, parent, kind, axis, frame))
+                attached[joint.child] = (joint.name, np.eye(4))
+        moving.sort(key=lambda m: depth[m[0]])      # stable: by depth, then in path order
+        names = [m[0] for m in moving]
+        index = {None: -1, **{name: k for k, name in enumerate(names)}}
+        attached = {link: (index[body], frame) for link, (body, frame) in attached.items()}
+        axes = np.reshape([m[3] for m in moving], (-1, 3))
+        origins = np.reshape([m[4] for m in moving], (-1, 4, 4))
+        for array in (axes, origins, *(frame for _, frame in attached.values())):
+            array.setflags(write=False)
+        return cls(base_link, tuple(names), tuple(list(joint_names).index(n) for n in names),
+                   tuple(index[m[1]] for m in moving), tuple(m[2] for m in moving), axes,
+                   origins, attached)
 
-    def unreachable(self, points, start, tries=3, tol=1e-3, seed=0):
+    def __post_init__(self):
+        """Precompute each joint's origin times its motion's terms, and the depth groups."""
+        size = len(self.joint_names)
+        depth = []
+        for k, parent in enumerate(self.parents):
+            if parent >= k:
+                raise ValueError(f'Tree joint {self.joint_names[k]!r} comes before its parent '
+                                 f'{self.joint_names[parent]!r}: list parents first '
+                                 '(Tree.from_urdf does)')
+            depth.append(0 if parent < 0 else depth[parent] + 1)
+        slot = np.array([size if p < 0 else p for p in self.parents], dtype=int)
+        levels = []
+        for d in range(max(depth, default=-1) + 1):
+            index = np.flatnonzero(np.equal(depth, d))
+            contiguous = index.size == index[-1] - index[0] + 1
+            levels.append((slice(index[0], index[-1] + 1) if contiguous else index, slot[index]))
+        # motion of joint k by q: I + sin(t) K + (1 - cos(t)) K^2 + d A (t = q revolute, d = q
+        # prismatic; K the axis' cross-product matrix, A the axis as a translation)
+        prismatic = np.array([t == 'prismatic' for t in self.types], dtype=bool)
+        k4 = np.zeros((size, 4, 4))
+        k4[:, :3, :3] = np.reshape([skew(axis) for axis in self.axes], (size, 3, 3))
+        a4 = np.zeros((size, 4, 4))
+        a4[:, :3, 3] = self.axes
+        terms = np.stack([self.origins, self.origins @ k4, self.origins @ k4 @ k4,
+                          self.origins @ a4])                          # (4, K, 4, 4)
+        descendants = np.eye(size)
+        for k in range(size - 1, -1, -1):     # children come after their parent
+            if self.parents[k] >= 0:
+                descendants[self.parents[k]] += descendants[k]
+        descendants.setflags(write=False)
+        object.__setattr__(self, '_levels', tuple(levels))
+        object.__setattr__(self, '_terms', terms)
+        object.__setattr__(self, '_prismatic', prismatic)
+        object.__setattr__(self, 'descendants', descendants)   # (K, K): row k, k's subtree
+
+    def batch_frames(self, qs):
         """
-        Return the indices of ``points`` (N, 3) the tip cannot reach within ``tol`` (m).
+        Return (frames (N, K, 4, 4), unit axes (N, K, 3)) of the moving joints for ``qs`` (N, J).
 
-        IK from ``start`` (chain joint values), then from ``tries`` random configurations within
-        the joint limits (continuous joints in [-pi, pi]) for the points still missed.
+        ``qs`` are in the caller's joint order (``from_urdf``'s ``joint_names``). Each frame is
+        the joint's frame after its own motion (its origin lies on its axis), in the base_link
+        frame; the order is ``joint_names`` (the tree's).
         """
-        points = np.asarray(points, dtype=float)
-        _, err = self.solve_position(points, np.tile(start, (len(points), 1)), tol=tol / 10)
-        missed = np.flatnonzero(err > tol)
-        if missed.size and tries:
-            rng = np.random.default_rng(seed)
-            lo = np.array([max(lim[0], -math.pi) for lim in self.limits])
-            hi = np.array([min(lim[1], math.pi) for lim in self.limits])
-            starts = rng.uniform(lo, hi, (tries * missed.size, self.size))
-            _, err = self.solve_position(np.repeat(points[missed], tries, axis=0), starts,
-                                         tol=tol / 10)
-            missed = missed[np.all(err.reshape(missed.size, tries) > tol, axis=1)]
-        return missed.tolist()
-
-
-def region_probe_points(region):
-    """Return the points (N, 3) checked for reachability: a 3x3x3 grid or 26 shell directions."""
-    if region['type'] == 'box':
-        axes = [np.linspace(lo, hi, 3) for lo, hi in zip(region['low'], region['high'])]
-        return np.stack(np.meshgrid(*axes, indexing='ij'), -1).reshape(-1, 3)
-    dirs = np.stack(np.meshgrid([-1, 0, 1], [-1, 0, 1], [-1, 0, 1], indexing='ij'),
-                    -1).reshape(-1, 3)
-    dirs = dirs[np.any(dirs != 0, axis=1)]
-    dirs = dirs / np.linalg.norm(dirs, axis=1, keepdims=True)
-    return np.concatenate([region['center'] + r * dirs for r in region['radius']])
+        qs = np.asarray(qs, dtype=float)
+        n, size = qs.shape[0], len(self.joint_names)
+        q = qs[:, list(self.joint_index)]                                # (N, K)
+        turn = np.where(self._prismatic, 0.0, q)[..., None, None]       # (N, K, 1, 1)
+        slide = np.where(self._prismatic, q, 0.0)[..., None, None]
+        origin, k1, k2, a1 = self._terms
+        local = origin + np.sin(turn) * k1 + (1.0 - np.cos(turn)) * k2 + slide * a1
+        frames = np.empty((n, size + 1, 4, 4))       # slot ``size``: the base_link frame
+        frames[:, size] = np.eye(4)
+        for index, parent in self._levels:
+            frames[:, index] = frames[:, parent] @ local[:, index]      # (N, L, 4, 4)
+        frames = frames[:, :size]
+        return frames, (frames[..., :3, :3] @ self.axes[..., None])[..., 0]

@@ -5,11 +5,12 @@ from pathlib import Path
 
 from maml_robot.actuation import Actuation
 from maml_robot.gravity import GravityModel
+from maml_robot.kinematics import Chain, KinematicsError
 from maml_robot.observation import RobotState
 import maml_robot.online as online
 from maml_robot.scenario import build_scenario, load_scenario, ScenarioError
 from maml_robot.sim.world import World
-from maml_robot.urdf import parse_urdf
+from maml_robot.urdf import parse_urdf, parse_urdf_text
 import numpy as np
 import pybullet
 import pybullet_data
@@ -51,7 +52,8 @@ def test_kuka_gravity_torques_equal_pybullet_inverse_dynamics():
     sc = load_scenario('kuka_reach')
     names = sc.joint_names
     gravity = GravityModel.from_urdf(model, names, (0.0, 0.0, sc.gravity))
-    assert len(gravity.chains) == 7 and gravity.other_joints == ()
+    assert gravity.links == tuple(f'lbr_iiwa_link_{i}' for i in range(1, 8))   # not the root
+    assert gravity.other_joints == ()
     rng = np.random.default_rng(0)
     qs = rng.uniform(sc.position_limits[:, 0], sc.position_limits[:, 1], (100, len(names)))
     cid = pybullet.connect(pybullet.DIRECT)
@@ -183,3 +185,81 @@ def test_the_adapter_holds_against_gravity_where_the_arm_was_last_seen(tmp_path)
     cmd = adapter.act(RobotState(q2, np.zeros(7), goal), 0.0)
     assert cmd.mode == online.MODE_ESTOP
     np.testing.assert_allclose(cmd.effort, gravity.torques(q2), atol=1e-9)
+
+
+def _per_link_torques(model, gravity, qs):
+    """Return -sum_l m_l J_l(q)^T g (N, J): one root-to-COM Chain per link (the slow form)."""
+    full = np.concatenate([qs, np.tile(gravity.other_position, (len(qs), 1))], axis=1)
+    order = gravity.joint_names + gravity.other_joints
+    torque = np.zeros_like(full)
+    held = []
+    for name, link in sorted(model.links.items()):
+        if name == model.root or link.mass <= 0.0:
+            continue        # the mount carries the root; a massless link weighs nothing
+        chain = Chain.from_urdf(model, model.root, name, order, tip_offset=link.com)
+        if not chain.size:
+            continue        # fixed to the root: no joint carries it
+        held.append(name)
+        index = list(chain.joint_index)
+        _, rows = chain.batch_jacobian(full[:, index])                 # (N, size, 3)
+        torque[:, index] -= link.mass * (rows @ gravity.gravity)
+    assert tuple(held) == gravity.links
+    return torque[:, :qs.shape[1]]
+
+
+@pytest.mark.parametrize('path,prismatic', [
+    # two prismatic fingers on branches below seven revolute joints and a fixed, rotated hand
+    (Path(pybullet_data.getDataPath()) / 'franka_panda' / 'panda.urdf',
+     ('panda_finger_joint1', 'panda_finger_joint2')),
+    # a planar root (prismatic x and z, then pitch) carrying the whole cheetah
+    (Path(__file__).resolve().parent.parent / 'urdf' / 'cheetah.urdf',
+     ('planar_x_joint', 'planar_z_joint')),
+], ids=['panda', 'cheetah'])
+def test_prismatic_joints_match_pybullet_in_one_pass(path, prismatic):
+    model = parse_urdf(path)
+    names = sorted(model.moving_joints)
+    assert all(model.joints[n].type == 'prismatic' for n in prismatic)
+    gravity = GravityModel.from_urdf(model, names, (0.0, 0.0, -9.81))
+    rng = np.random.default_rng(2)
+    limits = [(model.joints[n].lower, model.joints[n].upper) for n in names]
+    qs = rng.uniform([-np.pi if lo is None else lo for lo, _ in limits],    # continuous: +-pi
+                     [np.pi if hi is None else hi for _, hi in limits], (50, len(names)))
+    cid = pybullet.connect(pybullet.DIRECT)
+    try:
+        pybullet.setGravity(0, 0, -9.81, physicsClientId=cid)
+        body = pybullet.loadURDF(str(path), useFixedBase=True,
+                                 flags=pybullet.URDF_USE_INERTIA_FROM_FILE, physicsClientId=cid)
+        want = _inverse_dynamics_gravity(cid, body, names, qs)
+    finally:
+        pybullet.disconnect(cid)
+    got = gravity.batch_torques(qs)
+    columns = [names.index(n) for n in prismatic]
+    assert np.abs(want[:, columns]).max() > 0.5        # the prismatic joints carry weight
+    np.testing.assert_allclose(got, want, atol=1e-9 * max(1.0, np.abs(want).max()))
+    np.testing.assert_allclose(got, _per_link_torques(model, gravity, qs), atol=1e-9)
+    np.testing.assert_allclose(gravity.torques(qs[5]), got[5], atol=1e-12)
+
+
+FLOATING_URDF = """<robot name="r"><link name="base"/>
+  <link name="arm"><inertial><origin xyz="0.5 0 0"/><mass value="1"/></inertial></link>
+  <link name="loose"><inertial><mass value="LOOSE_MASS"/></inertial></link>
+  <joint name="shoulder" type="revolute"><parent link="base"/><child link="arm"/>
+    <axis xyz="0 1 0"/><limit lower="-1" upper="1"/></joint>
+  <joint name="free" type="floating"><parent link="arm"/><child link="loose"/></joint>
+</robot>"""
+
+
+def test_a_floating_joint_above_a_link_with_mass_is_refused():
+    model = parse_urdf_text(FLOATING_URDF.replace('LOOSE_MASS', '1'), 'r.urdf')
+    with pytest.raises(KinematicsError) as info:
+        GravityModel.from_urdf(model, ['shoulder'])
+    assert info.value.field == 'tip_link'
+    assert str(info.value) == ("joint 'free' between 'base' and 'loose' is floating: only "
+                               'revolute, continuous, prismatic and fixed joints can be on a '
+                               'chain')
+    # above a massless link only: nothing to hold there, the arm's weight is still held
+    model = parse_urdf_text(FLOATING_URDF.replace('LOOSE_MASS', '0'), 'r.urdf')
+    arm = GravityModel.from_urdf(model, ['shoulder'])
+    assert arm.links == ('arm',)
+    # 1 kg at 0.5 m along x, turned about y by q: its weight pulls q up; hold it with -m g r cos q
+    np.testing.assert_allclose(arm.torques([0.3]), [-9.81 * 0.5 * np.cos(0.3)], atol=1e-12)

@@ -6,7 +6,7 @@ import math
 from maml_robot.dynamics import Task
 from maml_robot.envs import MetaRobotEnv
 from maml_robot.envs.controllers import make_controller
-from maml_robot.kinematics import Chain, KinematicsError
+from maml_robot.kinematics import Chain, KinematicsError, Tree
 from maml_robot.observation import (build_observation, compute_reward, fingertip_position,
                                     observation_layout, RobotState)
 from maml_robot.online import fresh_checkpoint, spec_from_checkpoint
@@ -132,6 +132,41 @@ def test_prismatic_and_continuous_joints_match_pybullet():
         assert worst < 1e-5, worst
     finally:
         pybullet.disconnect(physicsClientId=cid)
+
+
+@pytest.mark.parametrize('path,base', [
+    (pybullet_data.getDataPath() + '/franka_panda/panda.urdf', 'panda_link0'),
+    (pybullet_data.getDataPath() + '/a1/a1.urdf', 'trunk'),
+    (str(data_path('urdf', 'cheetah.urdf')), 'planar_base'),
+], ids=['panda', 'a1', 'cheetah'])
+def test_a_tree_places_every_joint_as_the_chain_to_it_does(path, base):
+    """Tree.batch_frames: every branch at once, each joint's frame equal to its own Chain's."""
+    model = parse_urdf(path)
+    names = sorted(model.moving_joints)
+    tips = sorted(set(model.links) - {j.parent for j in model.joints.values()})     # leaves
+    tree = Tree.from_urdf(model, base, tips, names)
+    assert sorted(tree.joint_names) == names
+    rng = np.random.default_rng(3)
+    qs = rng.uniform(-1.0, 1.0, (5, len(names)))
+    frames, axes = tree.batch_frames(qs)                       # (5, K, 4, 4), (5, K, 3)
+    for k, name in enumerate(tree.joint_names):
+        chain = Chain.from_urdf(model, base, model.joints[name].child, names)
+        assert tree.parents[k] < k and tree.attached[model.joints[name].child][0] == k
+        for n, q in enumerate(qs):
+            np.testing.assert_allclose(frames[n, k], chain.transform(q), atol=1e-12)
+            np.testing.assert_allclose(axes[n, k], chain.transform(q)[:3, :3] @ chain.axes[-1],
+                                       atol=1e-12)
+    # a link past fixed joints (a foot, the Panda's hand and grasp target) rides on its joint
+    for tip in tips:
+        body, frame = tree.attached[tip]
+        chain = Chain.from_urdf(model, base, tip, names)
+        for n, q in enumerate(qs):
+            np.testing.assert_allclose(frames[n, body] @ frame if body >= 0 else frame,
+                                       chain.transform(q), atol=1e-12)
+    # row k of descendants: joint k and every joint whose chain passes through it
+    below = [[name in Chain.from_urdf(model, base, model.joints[other].child, names).joint_names
+              for other in tree.joint_names] for name in tree.joint_names]
+    np.testing.assert_array_equal(tree.descendants, np.array(below, dtype=float))
 
 
 def test_chain_errors_name_what_to_change():

@@ -4,6 +4,7 @@ import math
 
 from maml_robot.dynamics import Task
 from maml_robot.observation import observation_layout
+from maml_robot.scenario_kinematics import solve_position
 import numpy as np
 import torch
 
@@ -193,7 +194,7 @@ class PoseController:
     def _solve(self, goal):
         pose = self.default.copy()
         index = list(self.chain.joint_index)
-        q, _ = self.chain.solve_position(goal[None], self.default[index][None])
+        q, _ = solve_position(self.chain, goal[None], self.default[index][None])
         pose[index] = q[0]
         return pose
 
