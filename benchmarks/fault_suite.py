@@ -311,7 +311,8 @@ def param_cases(tally, checkpoint, domain):
                ('checkpoint', '/nonexistent.safetensors'), ('reward_source', 'camera'),
                ('steps_per_batch', 7), ('rate_limit', 5.0), ('state_timeout', float('nan')),
                ('use_sim_time', True)]
-    idle = [('checkpoint', '/nonexistent.safetensors'), ('trigger', 'bogus'), ('device', 'gpu')]
+    idle = [('checkpoint', '/nonexistent.safetensors'), ('trigger', 'bogus'),
+            ('steps_per_batch', 0)]
     for active, cases in ((True, running), (False, idle)):
         driver = Driver(checkpoint, domain)
         try:
